@@ -1,0 +1,1 @@
+"""learner: feedback intake, EWC-regularized incremental LoRA, the gate, versioned publishing."""

@@ -1,0 +1,3 @@
+from lorafeed.cli import main
+
+main()

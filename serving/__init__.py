@@ -1,0 +1,1 @@
+"""serving: the inference node (scoring, grounded generation, feedback, live adapter reload)."""

@@ -1,0 +1,1 @@
+"""streams: faust workers that clean, pseudonymize, dedupe, chunk, embed and index records."""
