@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from lorafeed.settings import StackSettings
+from lorafeed.settings import PlatformSettings, StackSettings
 
 app = typer.Typer(help="lorafeed: keep a local LLM learning from a live business.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -24,7 +24,9 @@ schemas_app = typer.Typer(help="Event contracts.", no_args_is_help=True)
 models_app = typer.Typer(help="Local models shipped by PyPI packages.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(schemas_app, name="schemas")
+run_app = typer.Typer(help="Run a service in the foreground.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(run_app, name="run")
 
 # Piped output (CI logs, `make demo | tee`) gets a width that keeps tables readable.
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -143,6 +145,60 @@ def demo(
         raise _fail(str(exc)) from exc
     if not ok:
         raise typer.Exit(1)
+
+
+@run_app.command("streams", context_settings={"allow_extra_args": True,
+                                              "ignore_unknown_options": True})
+def run_streams(ctx: typer.Context) -> None:
+    """The streams worker: records.raw -> clean, dedup, embed -> Milvus (settings: STREAMS_*).
+
+    Start several to share the partitions; extra arguments go to faust's worker command.
+    """
+    from streams.app import main as streams_main
+
+    streams_main(list(ctx.args))
+
+
+@app.command("ingest")
+def ingest(
+    path: Annotated[Path, typer.Argument(help="A .jsonl or .csv file, or a directory of "
+                                              ".html/.md/.txt files.")],
+    bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap servers.")] = None,
+    prefix: Annotated[str | None, typer.Option(help="Topic prefix.")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Publish records to records.raw; bad lines are reported with their line numbers."""
+    from lorafeed.ingest_cli import run_ingest
+
+    settings = PlatformSettings()
+    code = run_ingest(path, bootstrap or settings.bootstrap_servers,
+                      prefix if prefix is not None else (settings.topic_prefix or None),
+                      state_dir or settings.state_dir, console)
+    raise typer.Exit(code)
+
+
+@app.command("search")
+def search(
+    text: Annotated[str, typer.Argument(help="What to look for (any language).")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100)] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or bm25.")] = "hybrid",
+    collection: Annotated[str, typer.Option(help="Knowledge collection.")] = "knowledge",
+    as_json: Annotated[bool, typer.Option("--json", help="Hits as JSON.")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Hybrid (BM25 + dense) search of the knowledge base, printing ranked hits."""
+    from lorafeed.endpoints import EndpointError, resolve_endpoints
+    from lorafeed.search_cli import run_search
+
+    settings = PlatformSettings()
+    if state_dir:
+        settings = settings.model_copy(update={"state_dir": state_dir})
+    try:
+        endpoints = resolve_endpoints(settings)
+    except EndpointError as exc:
+        raise _fail(str(exc), 2) from exc
+    raise typer.Exit(run_search(endpoints.milvus_uri, collection, text, top_k, mode, as_json,
+                                console))
 
 
 def main() -> None:

@@ -40,10 +40,10 @@ def milvus_health(url: str, timeout_s: float = 3.0) -> str:
     parsed = urlparse(url)
     if not procs.port_open(parsed.hostname or "127.0.0.1", parsed.port or 19530):
         return f"nothing listens on {url}"
-    from pymilvus import MilvusClient
+    from lorafeed.stores import make_milvus
 
     try:
-        client = MilvusClient(uri=url, timeout=timeout_s)
+        client = make_milvus(url, timeout_s=timeout_s)
         try:
             client.list_collections()
         finally:

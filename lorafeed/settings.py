@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]*$")
@@ -36,6 +36,11 @@ class PlatformSettings(BaseSettings):
     milvus_uri: str | None = Field(default=None, description="Milvus URI, http://host:port.")
     topic_prefix: str = Field(
         default="", description="Prepended to every topic name (e.g. 'staging.')."
+    )
+    pii_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of PII pseudonyms, shared by every service. Unset: a random key "
+        "is created once in the state dir (fine for one machine, not for a deployment).",
     )
 
     @field_validator("topic_prefix")

@@ -25,9 +25,25 @@ def make_redis(url: str, *, timeout_s: float = 5.0) -> redis.Redis:
     )
 
 
+# pymilvus pings idle channels every 10 s; gRPC servers with default settings (Milvus Lite's)
+# answer a second idle ping with GOAWAY "too_many_pings", and the next call on that channel
+# fails UNAVAILABLE. Ping only during long calls, and rarely: well inside the server's 5 min.
+MILVUS_GRPC_OPTIONS = {
+    "grpc.keepalive_time_ms": 300_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+    "grpc.keepalive_permit_without_calls": 0,
+    "grpc.http2.max_pings_without_data": 0,
+}
+
+
 def make_milvus(uri: str, *, timeout_s: float = 10.0) -> MilvusClient:
-    """A client for a Milvus server (``http://host:port``) or a Milvus Lite gRPC server."""
-    return MilvusClient(uri=uri, timeout=timeout_s)
+    """A client for a Milvus server (``http://host:port``) or a Milvus Lite gRPC server.
+
+    Dedicated: pymilvus otherwise shares one channel per address, created with whatever options
+    the first client of the process had (its defaults ping idle channels), ignoring ours.
+    """
+    return MilvusClient(uri=uri, timeout=timeout_s, dedicated=True,
+                        grpc_options=dict(MILVUS_GRPC_OPTIONS))
 
 
 def ensure_loaded(client: MilvusClient, collection: str) -> None:

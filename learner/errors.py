@@ -1,0 +1,43 @@
+"""The learner's exceptions: one base, `LearnerError`, and a named subclass per failure kind.
+
+Messages name the offending values; library errors are translated at the boundary
+(`raise FisherError(...) from exc`) so callers catch `LearnerError` only.
+"""
+
+from __future__ import annotations
+
+
+class LearnerError(RuntimeError):
+    """Base of every error the learner raises on purpose."""
+
+
+class FisherError(LearnerError):
+    """The Fisher estimate cannot be computed: no samples, bad batches or bad parameters."""
+
+
+class EwcStateError(LearnerError):
+    """Fisher, anchor and parameters disagree (names, shapes) or an EWC state file is unreadable."""
+
+
+class GateInputError(LearnerError):
+    """The gate was given unusable evaluation results (no examples, mismatched or non-finite)."""
+
+
+class InvalidTaskName(LearnerError):
+    """A task name that is not a safe path segment (see `schemas.fields.TaskName`)."""
+
+
+class InvalidVersion(LearnerError):
+    """A version string that is not MAJOR.MINOR.PATCH, or a bump past the largest part."""
+
+
+class VersionTaken(LearnerError):
+    """Another learner already claimed this version of the task; versions are never reused."""
+
+
+class TrainingError(LearnerError):
+    """Training cannot start or went wrong (bad step count, non-finite loss)."""
+
+
+class InvalidLineage(LearnerError):
+    """A parent manifest's lineage entries (label set, domains, tokenizer) are malformed."""
