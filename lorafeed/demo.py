@@ -1,5 +1,6 @@
 """`lorafeed demo`: start the embedded stack, send a sample of every event through the broker,
-read it back, show how malformed input is refused, and print the stack's status.
+read it back, show how malformed input is refused, index a seeded knowledge base through a real
+streams worker and search it, and print the stack's status.
 
 Later work grows this into the full loop (ingest, serve, feedback, learn, roll out).
 """
@@ -12,6 +13,7 @@ import uuid
 from rich.console import Console
 from rich.table import Table
 
+from lorafeed.demo_knowledge import KnowledgeStepError, feed_knowledge
 from lorafeed.roundtrip import RoundTripError, publish, read_back
 from lorafeed.samples import sample_events
 from lorafeed.settings import StackSettings
@@ -25,12 +27,18 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("not JSON", b'{"schema_version": 1, record_id: "r1"}'),
     ("missing schema_version", b'{"record_id": "r1"}'),
     ("schema_version 2", b'{"schema_version": 2, "record_id": "r1"}'),
-    ("unknown field", b'{"schema_version": 1, "record_id": "r1", "op": "upsert", "source": "s",'
-                      b' "content_type": "text/plain", "content": "x",'
-                      b' "occurred_at": "2026-01-01T00:00:00Z", "colour": "red"}'),
-    ("wrong type", b'{"schema_version": 1, "record_id": 42, "op": "upsert", "source": "s",'
-                   b' "content_type": "text/plain", "content": "x",'
-                   b' "occurred_at": "2026-01-01T00:00:00Z"}'),
+    (
+        "unknown field",
+        b'{"schema_version": 1, "record_id": "r1", "op": "upsert", "source": "s",'
+        b' "content_type": "text/plain", "content": "x",'
+        b' "occurred_at": "2026-01-01T00:00:00Z", "colour": "red"}',
+    ),
+    (
+        "wrong type",
+        b'{"schema_version": 1, "record_id": 42, "op": "upsert", "source": "s",'
+        b' "content_type": "text/plain", "content": "x",'
+        b' "occurred_at": "2026-01-01T00:00:00Z"}',
+    ),
     ("nesting bomb", b"[" * 100_000 + b"]" * 100_000),
     ("oversized", b'{"schema_version": 1, "content": "' + b"x" * (5 * 1024 * 1024) + b'"}'),
 ]
@@ -55,13 +63,20 @@ def run_demo(settings: StackSettings, console: Console, keep_stack: bool = False
         assert state.bootstrap_servers is not None
         ok = _round_trip(state.bootstrap_servers, state.topic_prefix, console)
         _show_refusals(console)
-        console.rule("[bold]4. status")
+        console.rule("[bold]4. knowledge: Kafka -> streams worker -> Milvus -> search")
+        try:
+            feed_knowledge(state, stack.state_dir, console)
+        except KnowledgeStepError as exc:
+            raise DemoError(str(exc)) from exc
+        console.rule("[bold]5. status")
         print_stack_status(stack, console)
     finally:
         if not keep_stack and not already_up:
             stopped = stack.down()
-            console.print(f"stopped what the demo started: {', '.join(stopped)} "
-                          "(use --keep to leave the stack running)")
+            console.print(
+                f"stopped what the demo started: {', '.join(stopped)} "
+                "(use --keep to leave the stack running)"
+            )
     return ok
 
 
@@ -83,8 +98,14 @@ def _round_trip(bootstrap: str, prefix: str, console: Console) -> bool:
         committed = sum(1 for (name, _) in seen.committed if name == prefix + topic)
         ok &= back == len(batch) == acked[topic]
         colour = "green" if back == len(batch) else "red"
-        table.add_row(str(topic), _type_name(topic), str(TOPICS[topic].partitions),
-                      str(acked[topic]), f"[{colour}]{back}[/]", f"{committed} partitions")
+        table.add_row(
+            str(topic),
+            _type_name(topic),
+            str(TOPICS[topic].partitions),
+            str(acked[topic]),
+            f"[{colour}]{back}[/]",
+            f"{committed} partitions",
+        )
     console.print(table)
     return ok
 
