@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup models js test test-unit test-integration lint demo stack-up stack-down clean
+.PHONY: setup models js test test-unit test-integration test-e2e lint demo stack-up stack-down clean
 
 setup: $(STAMP) js
 
@@ -50,11 +50,15 @@ test-unit: $(STAMP)
 test-integration: $(STAMP) js
 	$(VENV)/bin/pytest tests/integration -q
 
+test-e2e: $(STAMP)
+	$(VENV)/bin/pytest tests/e2e -q
+
 test:
 	@$(TIMED) setup $(MAKE) --no-print-directory setup models
 	@$(TIMED) lint $(MAKE) --no-print-directory lint
 	@$(TIMED) unit $(MAKE) --no-print-directory test-unit
 	@$(TIMED) integration $(MAKE) --no-print-directory test-integration
+	@$(TIMED) e2e $(MAKE) --no-print-directory test-e2e
 
 demo: setup
 	$(PY) -m lorafeed demo
