@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ from streams.settings import StreamsSettings
 
 log = logging.getLogger("lorafeed.streams")
 
+SETUP_FAILED_EXIT = 3
 BEFORE_ACK = failpoints.declare("streams.before_ack", "outcome published, batch not acked")
 
 
@@ -100,9 +102,17 @@ def build_app(platform: PlatformSettings, settings: StreamsSettings) -> faust.Ap
     async def load() -> None:
         # Models load in the executor: the event loop must keep heartbeating meanwhile.
         loop = asyncio.get_running_loop()
-        state["indexer"], state["producer"] = await loop.run_in_executor(
-            executor, build_indexer, platform, settings
-        )
+        try:
+            state["indexer"], state["producer"] = await loop.run_in_executor(
+                executor, build_indexer, platform, settings
+            )
+        except Exception:
+            # A setup failure (Milvus unreachable, a bad model dir) must not leave a worker
+            # that holds partitions and never indexes: exit loudly, nothing was acknowledged,
+            # and the supervisor restarts it with backoff.
+            log.critical("streams worker cannot start", exc_info=True)
+            logging.shutdown()
+            os._exit(SETUP_FAILED_EXIT)
         log.info("streams worker ready: collection %s", settings.collection)
 
     @app.agent(raw)

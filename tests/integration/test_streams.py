@@ -387,3 +387,15 @@ def test_a_kafkajs_record_becomes_searchable_and_metrics_count_it(
     assert "lorafeed_streams_records_indexed_total 1.0" in text
     assert "lorafeed_streams_chunks_indexed_total" in text
     assert "example.com" not in text and "js-faq-1" not in text
+
+
+def test_a_worker_that_cannot_reach_milvus_exits_loudly(
+    stack: RunningStack, tmp_path: Path
+) -> None:
+    scenario = Scenario.create(stack, tmp_path)
+    closed = f"http://127.0.0.1:{free_port()}"
+    handle, popen = scenario.spawn_streams("no-milvus", LORAFEED_MILVUS_URI=closed)
+    with running({"w": handle}):
+        assert popen.wait(WORKER_TIMEOUT_S) == 3
+    log = Path(handle.log_path).read_text(errors="replace")
+    assert "streams worker cannot start" in log and closed.split("//")[1] in log
