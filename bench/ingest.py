@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -38,19 +39,13 @@ COLLECTION = "bench_ingest"
 
 def start_worker(state_dir: Path, log: Path) -> procs.ProcessHandle:
     env = {
-        **_environ(),
+        **os.environ,
         "LORAFEED_STATE_DIR": str(state_dir),
         "STREAMS_COLLECTION": COLLECTION,
         "STREAMS_APP_ID": f"bench-{uuid.uuid4().hex[:6]}",
         "HF_HUB_OFFLINE": "1",
     }
     return procs.spawn("streams", [sys.executable, "-m", "streams"], log, env=env, cwd=ROOT)
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 class Outcomes:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from lorafeed.kafka_clients import make_consumer, make_producer
 from lorafeed.samples import message_key
@@ -98,7 +98,6 @@ def read_back(
     return result
 
 
-def _committed(consumer: object) -> dict[tuple[str, int], int]:
-    assignment: list[TopicPartition] = consumer.assignment()  # type: ignore[attr-defined]
-    offsets = consumer.committed(assignment, timeout=10)  # type: ignore[attr-defined]
+def _committed(consumer: Consumer) -> dict[tuple[str, int], int]:
+    offsets: list[TopicPartition] = consumer.committed(consumer.assignment(), timeout=10)
     return {(tp.topic, tp.partition): tp.offset for tp in offsets if tp.offset >= 0}

@@ -23,7 +23,7 @@ import faust
 
 from lorafeed import failpoints
 from lorafeed.embedder import SentenceEmbedder
-from lorafeed.endpoints import pii_key, resolve_endpoints
+from lorafeed.endpoints import Endpoints, pii_key, resolve_endpoints
 from lorafeed.kafka_clients import faust_app_settings, make_producer
 from lorafeed.knowledge import KnowledgeBase, KnowledgeConfig
 from lorafeed.privacy import Pseudonymizer
@@ -46,9 +46,10 @@ SETUP_FAILED_EXIT = 3
 BEFORE_ACK = failpoints.declare("streams.before_ack", "outcome published, batch not acked")
 
 
-def build_indexer(platform: PlatformSettings, settings: StreamsSettings) -> tuple[Indexer, Any]:
+def build_indexer(
+    platform: PlatformSettings, endpoints: Endpoints, settings: StreamsSettings
+) -> tuple[Indexer, Any]:
     """Every client and model the worker needs; returns the indexer and the outcome producer."""
-    endpoints = resolve_endpoints(platform)
     embedder = SentenceEmbedder(settings.embedder_dir)
     knowledge = KnowledgeBase(
         make_milvus(endpoints.milvus_uri),
@@ -83,8 +84,9 @@ def build_indexer(platform: PlatformSettings, settings: StreamsSettings) -> tupl
     return indexer, make_producer(endpoints.bootstrap_servers)
 
 
-def build_app(platform: PlatformSettings, settings: StreamsSettings) -> faust.App:
-    endpoints = resolve_endpoints(platform)
+def build_app(
+    platform: PlatformSettings, endpoints: Endpoints, settings: StreamsSettings
+) -> faust.App:
     prefix = endpoints.topic_prefix
     app = faust.App(**faust_app_settings(endpoints.bootstrap_servers, settings.app_id, prefix))
     raw = app.topic(
@@ -104,7 +106,7 @@ def build_app(platform: PlatformSettings, settings: StreamsSettings) -> faust.Ap
         loop = asyncio.get_running_loop()
         try:
             state["indexer"], state["producer"] = await loop.run_in_executor(
-                executor, build_indexer, platform, settings
+                executor, build_indexer, platform, endpoints, settings
             )
         except Exception:
             # A setup failure (Milvus unreachable, a bad model dir) must not leave a worker
@@ -200,6 +202,6 @@ def main(argv: list[str] | None = None) -> None:
         from prometheus_client import start_http_server
 
         start_http_server(settings.metrics_port, addr="127.0.0.1")
-    app = build_app(platform, settings)
+    app = build_app(platform, resolve_endpoints(platform), settings)
     sys.argv = ["lorafeed-streams", "worker", "-l", "info", "--without-web", *(argv or [])]
     app.main()

@@ -155,9 +155,8 @@ class Indexer:
                 )
         failpoints.failpoint(AFTER_DEDUP)
         self._index(pending, outcome)
-        for msg in batch[-1:]:
-            if msg.timestamp_s:
-                metrics.LAG_SECONDS.set(max(0.0, time.time() - msg.timestamp_s))
+        if batch and batch[-1].timestamp_s:
+            metrics.LAG_SECONDS.set(max(0.0, time.time() - batch[-1].timestamp_s))
         return outcome
 
     # --- routing ------------------------------------------------------------------------
