@@ -41,3 +41,27 @@ class TrainingError(LearnerError):
 
 class InvalidLineage(LearnerError):
     """A parent manifest's lineage entries (label set, domains, tokenizer) are malformed."""
+
+
+class InvalidExample(LearnerError):
+    """A training example with a bad kind, missing kind-specific field or malformed JSON."""
+
+
+class InvalidVote(LearnerError):
+    """A label vote with an empty field, or votes that cannot be aggregated together."""
+
+
+class PendingStoreError(LearnerError):
+    """The pending-example store is unusable: unreadable file, unknown schema, bad arguments."""
+
+
+class ReviewNotFound(LearnerError):
+    """No open review item for this task and item (never disputed, or already resolved)."""
+
+
+class LabelNotInSet(LearnerError):
+    """A label that is not in the task's label set."""
+
+
+class LockLost(LearnerError):
+    """The task lock is no longer held by this owner (expired or taken over)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +27,11 @@ app.add_typer(schemas_app, name="schemas")
 run_app = typer.Typer(help="Run a service in the foreground.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(run_app, name="run")
+adapters_app = typer.Typer(help="Adapter versions: list, show, diff, rollback, pin, unpin.",
+                           no_args_is_help=True)
+app.add_typer(adapters_app, name="adapters")
+review_app = typer.Typer(help="Labels whose annotators disagree.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
 
 # Piped output (CI logs, `make demo | tee`) gets a width that keeps tables readable.
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -159,6 +164,32 @@ def run_streams(ctx: typer.Context) -> None:
     streams_main(list(ctx.args))
 
 
+@run_app.command("learner")
+def run_learner() -> None:
+    """The learner: feedback and knowledge -> gated LoRA versions (settings: LEARNER_*)."""
+    from learner.app import main as learner_main
+
+    learner_main()
+
+
+@run_app.command("serve")
+def run_serve(
+    port: Annotated[int | None, typer.Option(help="HTTP port (default SERVING_PORT).")] = None,
+) -> None:
+    """A serving node: scoring, chat, feedback, search (settings: SERVING_*)."""
+    from serving.app import main as serving_main
+
+    serving_main(port)
+
+
+@run_app.command("scorer")
+def run_scorer() -> None:
+    """The streaming scorer: transactions.raw -> scores.out (settings: SERVING_*)."""
+    from serving.scoring_worker import main as scorer_main
+
+    scorer_main()
+
+
 @app.command("ingest")
 def ingest(
     path: Annotated[Path, typer.Argument(help="A .jsonl or .csv file, or a directory of "
@@ -199,6 +230,148 @@ def search(
         raise _fail(str(exc), 2) from exc
     raise typer.Exit(run_search(endpoints.milvus_uri, collection, text, top_k, mode, as_json,
                                 console))
+
+
+Actor = Annotated[str | None, typer.Option(help="Who acts (audit trail); default cli@host.")]
+Reason = Annotated[str, typer.Option(help="Why (kept in the pin and the audit trail).")]
+
+
+def _adapter_store(state_dir: Path | None) -> Any:
+    from lorafeed.adapter_store import AdapterStore
+
+    settings = PlatformSettings()
+    if state_dir:
+        settings = settings.model_copy(update={"state_dir": state_dir})
+    return AdapterStore(settings.adapter_store_root())
+
+
+def _sender(state_dir: Path | None) -> Any:
+    """Publishes audit/model events through the platform's broker and waits for acks."""
+    from lorafeed.endpoints import resolve_endpoints
+    from lorafeed.kafka_clients import make_producer
+    from lorafeed.publish import publish_events
+
+    settings = PlatformSettings()
+    if state_dir:
+        settings = settings.model_copy(update={"state_dir": state_dir})
+
+    def send(events: list[Any]) -> None:
+        endpoints = resolve_endpoints(settings)
+        publish_events(make_producer(endpoints.bootstrap_servers), settings.topic_prefix, events)
+
+    return send
+
+
+def _adapters(action: Any) -> None:
+    """Run an adapters action, turning store and broker errors into one clear line."""
+    from lorafeed.adapter_store_errors import AdapterStoreError
+    from lorafeed.endpoints import EndpointError
+    from lorafeed.publish import PublishError
+
+    try:
+        code = action()
+    except (AdapterStoreError, EndpointError) as exc:
+        raise _fail(str(exc), 2) from exc
+    except PublishError as exc:
+        raise _fail(f"the change is in the adapter store, but announcing it failed: {exc}") from exc
+    raise typer.Exit(code)
+
+
+@adapters_app.command("list")
+def adapters_list(task: Annotated[str | None, typer.Argument()] = None,
+                  state_dir: StateDir = None) -> None:
+    """Every version per task, newest first, with its gate verdict and pointers."""
+    from lorafeed import adapters_cli
+
+    _adapters(lambda: adapters_cli.list_versions(_adapter_store(state_dir), task, console))
+
+
+@adapters_app.command("show")
+def adapters_show(task: str, version: Annotated[str | None, typer.Argument()] = None,
+                  as_json: Annotated[bool, typer.Option("--json")] = False,
+                  state_dir: StateDir = None) -> None:
+    """A version's manifest (default: the champion), after checking every file's sha256."""
+    from lorafeed import adapters_cli
+
+    _adapters(lambda: adapters_cli.show_version(_adapter_store(state_dir), task, version,
+                                                as_json, console))
+
+
+@adapters_app.command("diff")
+def adapters_diff(task: str, old: str, new: str, state_dir: StateDir = None) -> None:
+    """Settings, metrics and lineage that differ between two versions."""
+    from lorafeed import adapters_cli
+
+    _adapters(lambda: adapters_cli.diff_versions(_adapter_store(state_dir), task, old, new,
+                                                 console))
+
+
+@adapters_app.command("rollback")
+def adapters_rollback(task: str, version: Annotated[str | None, typer.Argument(
+                          help="Target (default: the previous promoted version).")] = None,
+                      to_base: Annotated[bool, typer.Option(help="Back to the base model.")]
+                      = False,
+                      actor: Actor = None, reason: Reason = "manual rollback",
+                      state_dir: StateDir = None) -> None:
+    """Move the champion back and pin it there; nodes reload on the event."""
+    from lorafeed import adapters_cli
+
+    store = _adapter_store(state_dir)
+    if to_base and version is not None:
+        raise _fail("give a VERSION or --to-base, not both", 2)
+
+    def act() -> int:
+        return adapters_cli.rollback(store, task, version, actor or adapters_cli.default_actor(),
+                                     reason, _sender(state_dir), console, to_base=to_base)
+
+    _adapters(act)
+
+
+@adapters_app.command("pin")
+def adapters_pin(task: str, version: str, actor: Actor = None, reason: Reason = "manual pin",
+                 state_dir: StateDir = None) -> None:
+    """Pin a task at a version: it becomes the champion and the learner leaves it alone."""
+    from lorafeed import adapters_cli
+
+    _adapters(lambda: adapters_cli.pin(_adapter_store(state_dir), task, version,
+                                       actor or adapters_cli.default_actor(), reason,
+                                       _sender(state_dir), console))
+
+
+@adapters_app.command("unpin")
+def adapters_unpin(task: str, actor: Actor = None, state_dir: StateDir = None) -> None:
+    """Let the learner promote new versions of the task again."""
+    from lorafeed import adapters_cli
+
+    _adapters(lambda: adapters_cli.unpin(_adapter_store(state_dir), task,
+                                         actor or adapters_cli.default_actor(),
+                                         _sender(state_dir), console))
+
+
+@adapters_app.command("affected")
+def adapters_affected(record_id: str, state_dir: StateDir = None) -> None:
+    """Versions whose training lineage holds a record (e.g. after it was deleted upstream)."""
+    from lorafeed import adapters_cli
+
+    _adapters(lambda: adapters_cli.affected(_adapter_store(state_dir), record_id, console))
+
+
+@review_app.command("list")
+def review_list(task: str, as_json: Annotated[bool, typer.Option("--json")] = False,
+                state_dir: StateDir = None) -> None:
+    """Items whose annotators disagree, with every vote."""
+    from lorafeed.review_cli import run_review_list
+
+    raise typer.Exit(run_review_list(task, as_json, state_dir, console))
+
+
+@review_app.command("resolve")
+def review_resolve(task: str, item: str, label: str, actor: Actor = None,
+                   state_dir: StateDir = None) -> None:
+    """Decide an item's label; it then trains like an agreed label."""
+    from lorafeed.review_cli import run_review_resolve
+
+    raise typer.Exit(run_review_resolve(task, item, label, actor, state_dir, console))
 
 
 def main() -> None:

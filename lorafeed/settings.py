@@ -37,11 +37,20 @@ class PlatformSettings(BaseSettings):
     topic_prefix: str = Field(
         default="", description="Prepended to every topic name (e.g. 'staging.')."
     )
+    adapter_store: Path | None = Field(
+        default=None,
+        description="Adapter store root shared by the learner, serving nodes and the CLI "
+        "(default: <state_dir>/adapters).",
+    )
     pii_key: SecretStr | None = Field(
         default=None,
         description="HMAC key of PII pseudonyms, shared by every service. Unset: a random key "
         "is created once in the state dir (fine for one machine, not for a deployment).",
     )
+
+    def adapter_store_root(self) -> Path:
+        """Where adapter versions, champion pointers and pins live."""
+        return self.adapter_store if self.adapter_store is not None else self.state_dir / "adapters"
 
     @field_validator("topic_prefix")
     @classmethod

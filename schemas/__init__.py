@@ -62,7 +62,9 @@ from schemas.tasks import (
     ReplaySettings,
     TaskConfig,
     TaskKind,
+    TrainingSettings,
     TriggerSettings,
+    WatchSettings,
 )
 from schemas.topics import TOPICS, Topic, TopicSpec, topic_from_name, topic_name
 from schemas.transactions import TransactionReceived, TransactionScored
@@ -116,6 +118,7 @@ __all__ = [
     "SemVer",
     "Sha256Hex",
     "TaskConfig",
+    "TrainingSettings",
     "TaskKind",
     "TaskName",
     "Topic",
@@ -123,6 +126,7 @@ __all__ = [
     "TransactionReceived",
     "TransactionScored",
     "TriggerSettings",
+    "WatchSettings",
     "UnknownFieldError",
     "UnknownTopic",
     "UtcDatetime",

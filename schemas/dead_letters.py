@@ -43,6 +43,7 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_TASK = "unknown_task"
     UNKNOWN_REQUEST = "unknown_request"
     LABEL_NOT_IN_SET = "label_not_in_set"
+    KIND_NOT_FOR_TASK = "kind_not_for_task"
     PROCESSING_ERROR = "processing_error"
 
 

@@ -65,8 +65,43 @@ class GateSettings(Contract):
     bootstrap_samples: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
 
 
+class TrainingSettings(Contract):
+    """One incremental update: at most `max_steps` optimizer steps of `batch_size` examples
+    (`epochs` passes over the new batch plus its replay share), AdamW at `learning_rate`.
+
+    `holdout_percent` of the examples (chosen by a hash of their id) join the held-out pool
+    and are never trained on. `preference_loss = "dpo"` adds a DPO term on correction pairs
+    (generation only) with the champion as reference, weighted by `dpo_weight`, temperature
+    `dpo_beta`. A fixed `seed` on CPU gives byte-identical adapters.
+    """
+
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 8
+    learning_rate: Annotated[FiniteFloat, Field(gt=0.0, le=1.0)] = 2e-4
+    max_steps: Annotated[int, Field(ge=1, le=1_000_000)] = 64
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 1
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    gradient_checkpointing: bool = False
+    holdout_percent: Annotated[int, Field(ge=1, le=90)] = 20
+    preference_loss: Literal["dpo"] | None = None
+    dpo_beta: Annotated[FiniteFloat, Field(gt=0.0, le=100.0)] = 0.1
+    dpo_weight: Annotated[FiniteFloat, Field(ge=0.0, le=100.0)] = 1.0
+
+
+class WatchSettings(Contract):
+    """Online watch after a promotion: once `min_rated` answers of the new version are rated,
+    roll back automatically if its negative-rating rate exceeds the parent's by > `margin`."""
+
+    min_rated: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    margin: Annotated[FiniteFloat, Field(ge=0.0, le=1.0)] = 0.15
+
+
 class TaskConfig(Contract):
-    """One task: its kind, base model, labels (classification only) and learning settings."""
+    """One task: its kind, base model, labels (classification only) and learning settings.
+
+    `knowledge_sources` names record sources (or `key=value` metadata filters) whose cleaned
+    records feed the task; `low_margin` flags scores whose top-two gap is below it;
+    `label_horizon_days` is how long serving keeps score contexts for late labels.
+    """
 
     name: TaskName
     kind: TaskKind
@@ -77,11 +112,19 @@ class TaskConfig(Contract):
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
     trigger: TriggerSettings = Field(default_factory=TriggerSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
     max_seq_len: Annotated[int, Field(ge=8, le=131_072)] = 384
     knowledge_sources: list[Identifier] = Field(default_factory=list)
+    low_margin: Annotated[FiniteFloat, Field(ge=0.0, le=1.0)] = 0.2
+    label_horizon_days: Annotated[int, Field(ge=1, le=3650)] = 90
 
     @model_validator(mode="after")
     def _labels_fit_kind(self) -> Self:
+        if self.training.preference_loss is not None and self.kind != "generation":
+            raise ValueError(
+                f"task {self.name!r}: preference_loss applies to generation tasks only"
+            )
         if self.kind == "generation":
             if self.labels is not None:
                 raise ValueError(

@@ -1,0 +1,3 @@
+from learner.app import main
+
+main()

@@ -1,0 +1,110 @@
+"""The learner's composition root: settings, stores, broker and Redis clients, the intake
+thread and the APScheduler tick. `python -m learner` / `lorafeed run learner`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from learner.coordinator import Coordinator
+from learner.cycle import CycleContext
+from learner.intake_loop import IntakeLoop
+from learner.lock import TaskLock
+from learner.pending import PendingStore
+from learner.settings import LearnerSettings
+from lorafeed import failpoints
+from lorafeed.adapter_store import AdapterStore
+from lorafeed.endpoints import resolve_endpoints
+from lorafeed.kafka_clients import make_consumer, make_producer
+from lorafeed.models import default_cache_dir
+from lorafeed.publish import publish_events
+from lorafeed.settings import PlatformSettings
+from lorafeed.stores import make_redis
+from lorafeed.task_catalog import load_catalog
+from schemas import Event, Topic
+
+log = logging.getLogger("learner")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    platform, settings = PlatformSettings(), LearnerSettings()
+    failpoints.check_armed()
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    catalog = load_catalog(settings.tasks_file)
+    endpoints = resolve_endpoints(platform)
+    data_dir = settings.data_dir or platform.state_dir / "learner"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pending = PendingStore(data_dir / "pending.sqlite3")
+    producer = make_producer(endpoints.bootstrap_servers)
+    def send(events: Sequence[tuple[Topic, str, Event | bytes]]) -> None:
+        publish_events(producer, platform.topic_prefix, events)
+
+    ctx = CycleContext(
+        store=AdapterStore(platform.adapter_store_root()),
+        pending=pending,
+        models_dir=settings.models_dir or default_cache_dir(),
+        base_models=dict(catalog.base_models),
+        send=send,
+        device=settings.device,
+        dtype=settings.dtype,
+        max_examples=settings.max_examples_per_update,
+        eval_match=settings.eval_match,
+    )
+    owner = settings.owner or f"{socket.gethostname()}:{os.getpid()}"
+    client = make_redis(endpoints.redis_url)
+    locks = {name: TaskLock(client, name, owner, settings.lock_ttl_s) for name in catalog.tasks}
+    consumer = make_consumer(endpoints.bootstrap_servers, settings.group_id)
+    intake = IntakeLoop(consumer, pending, catalog.tasks, send, platform.topic_prefix)
+    intake.subscribe()
+    coordinator = Coordinator(catalog.tasks, ctx, locks, intake.take_load_failures)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("learner: signal %d, stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    scheduler = BackgroundScheduler(timezone=UTC)
+    scheduler.add_job(
+        coordinator.tick,
+        "interval",
+        seconds=settings.check_interval_s,
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC),
+        id="learner-tick",
+    )
+    intake_thread = threading.Thread(target=intake.run, args=(stop,), name="intake", daemon=True)
+    log.info(
+        "learner %s: tasks %s, store %s, data %s",
+        owner,
+        sorted(catalog.tasks),
+        ctx.store.root,
+        data_dir,
+    )
+    intake_thread.start()
+    scheduler.start()
+    try:
+        stop.wait()
+    finally:
+        scheduler.shutdown(wait=True)  # a running update finishes or dies with the process
+        intake_thread.join(timeout=10)
+        consumer.close()
+        for lock in locks.values():
+            lock.release()
+        producer.flush(10)
+        pending.close()
+        log.info("learner stopped")

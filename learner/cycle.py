@@ -1,0 +1,364 @@
+"""One incremental update of one task, from pending examples to a published version.
+
+Called by the learner's scheduler while it holds the task's lock. Order matters for crash
+safety: train -> gate -> claim a version -> write it aside and rename -> mark its examples
+consumed together with its events in the outbox (one SQLite transaction) -> move the champion
+pointer -> send the outbox. `recover` finishes whatever a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import JsonValue
+
+from learner.announce import publication_events
+from learner.evaluation import EvalScores, Evaluator, general_probe_texts
+from learner.examples import Example
+from learner.gate import GateInputs, GateResult, MetricComparison, TargetMetric, decide
+from learner.pending import PendingStore
+from learner.pools import GatePools, gate_pools
+from learner.update import UpdateInputs, UpdateOutcome, run_update
+from learner.versions import DATA_DOMAINS_KEY, bump_kind, lineage_configs, next_free_version
+from lorafeed import failpoints
+from lorafeed.adapter_store import AdapterStore
+from lorafeed.adapter_store_errors import ChampionChanged, PinnedTask
+from lorafeed.task_models import base_model_sha256, resolve_base_model
+from schemas import Event, Topic, encode
+from schemas.manifest import AdapterManifest, GateDecision, Lineage
+from schemas.tasks import TaskConfig
+
+log = logging.getLogger(__name__)
+
+AFTER_CONSUME = failpoints.declare(
+    "learner.after_consume", "version written and its examples consumed, pointer not moved"
+)
+AFTER_POINTER = failpoints.declare(
+    "learner.after_pointer", "champion pointer moved, model events not sent"
+)
+EXAMPLE_IDS_KEY = "example_ids"
+RECORDED, FINISHED = "recorded", "finished"  # a version's state in the pending store
+TRAINABLE = {"generation": {"sft", "text"}, "classification": {"label"}}
+
+Send = Callable[[Sequence[tuple[Topic, str, Event | bytes]]], None]
+
+
+@dataclass(frozen=True)
+class CycleContext:
+    """What an update needs from the learner's composition root."""
+
+    store: AdapterStore
+    pending: PendingStore
+    models_dir: Path
+    base_models: dict[str, Path]
+    send: Send
+    device: str = "cpu"
+    dtype: str = "float32"
+    max_examples: int = 256
+    eval_match: bool = False
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """The version an update produced and the gate's verdict on it."""
+
+    task: str
+    version: str
+    promoted: bool
+    reason: str
+    examples: int
+    seconds: float
+
+
+def run_cycle(
+    task: TaskConfig,
+    ctx: CycleContext,
+    *,
+    hooks: Sequence[Any] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> CycleResult | None:
+    """Train, gate and publish one version from `task`'s pending examples (None: nothing to do)."""
+    rows = ctx.pending.pending(task.name, limit=min(ctx.max_examples, step_budget(task)))
+    kinds = TRAINABLE[task.kind] | ({"preference"} if task.training.preference_loss else set())
+    batch = [(example, ref) for example, ref in rows if example.kind in kinds]
+    if not batch:
+        return None
+    examples = [example for example, _ref in batch]
+    champion = ctx.store.champion(task.name)
+    parent = None if champion is None else ctx.store.verify(task.name, champion.version)
+    parent_dir = None if champion is None else ctx.store.root / task.name / champion.version
+    base_dir = resolve_base_model(task.base_model, ctx.models_dir, ctx.base_models)
+    base_sha = base_model_sha256(base_dir)
+    replay = _replay(task, ctx.pending, len(examples))
+    with tempfile.TemporaryDirectory(prefix=f"lorafeed-{task.name}-") as scratch:
+        outcome = run_update(
+            UpdateInputs(
+                task=task,
+                base_dir=base_dir,
+                champion_dir=parent_dir,
+                train=examples,
+                replay=replay,
+                device=ctx.device,
+                dtype=ctx.dtype,
+            ),
+            Path(scratch) / "candidate",
+            hooks=hooks,
+            progress=progress,
+        )
+        pools = gate_pools(
+            ctx.pending.heldout(task.name),
+            {e.domain for e in examples},
+            classification=task.kind == "classification",
+        )
+        verdict, metrics = _judge(task, base_dir, outcome.files_dir, parent_dir, pools, ctx)
+        verdict = _respect_pin(task, ctx.store, verdict)
+        manifest = _write(task, ctx, parent, base_sha, outcome, batch, verdict, metrics)
+    finish(task.name, manifest, ctx)
+    return CycleResult(
+        task.name,
+        manifest.version,
+        manifest.gate.promoted,
+        manifest.gate.reason,
+        len(examples),
+        outcome.seconds,
+    )
+
+
+def step_budget(task: TaskConfig) -> int:
+    """How many new examples one update can train on: its optimizer steps' slots, less the
+    replay share, spread over its epochs (examples beyond it wait for the next update)."""
+    settings = task.training
+    slots = settings.max_steps * settings.batch_size * (1.0 - task.replay.ratio)
+    return max(1, int(slots // settings.epochs))
+
+
+def _replay(task: TaskConfig, pending: PendingStore, new: int) -> list[Example]:
+    ratio = task.replay.ratio
+    wanted = int(round(new * ratio / (1.0 - ratio))) if ratio > 0 else 0
+    return pending.replay_sample(task.name, wanted, task.training.seed) if wanted else []
+
+
+def _judge(
+    task: TaskConfig,
+    base_dir: Path,
+    candidate: Path,
+    champion: Path | None,
+    pools: GatePools,
+    ctx: CycleContext,
+) -> tuple[GateResult, dict[str, float]]:
+    if not pools.target:
+        reason = "rejected: no held-out examples yet, so no evidence of improvement"
+        return GateResult(False, reason, {"target_n": 0.0}), {}
+    evaluator = Evaluator(task, base_dir, device=ctx.device)
+    new, old = evaluator.scores(candidate, pools.target), evaluator.scores(champion, pools.target)
+    target = TargetMetric(
+        new.metric,
+        new.value,
+        old.value,
+        new.per_example,
+        old.per_example,
+        higher_is_better=new.higher_is_better,
+    )
+    retention = tuple(
+        _compare(
+            f"retention_{domain}",
+            evaluator.scores(candidate, pool),
+            evaluator.scores(champion, pool),
+        )
+        for domain, pool in pools.retention.items()
+    )
+    probe = _probe(task, evaluator, candidate, champion, pools)
+    result = decide(GateInputs(target, retention, probe), task.gate, seed=task.training.seed)
+    metrics = {
+        f"candidate_{new.metric}": new.value,
+        f"champion_{old.metric}": old.value,
+        "heldout_n": float(len(pools.target)),
+    }
+    return result, metrics
+
+
+def _compare(name: str, new: EvalScores, old: EvalScores) -> MetricComparison:
+    return MetricComparison(
+        name,
+        new.value,
+        old.value,
+        higher_is_better=new.higher_is_better,
+        relative=not new.higher_is_better,
+    )
+
+
+def _probe(
+    task: TaskConfig, evaluator: Evaluator, candidate: Path, champion: Path | None, pools: GatePools
+) -> MetricComparison | None:
+    if task.kind == "classification":
+        if not pools.probe:
+            return None
+        return _compare(
+            "probe_accuracy",
+            evaluator.scores(candidate, pools.probe),
+            evaluator.scores(champion, pools.probe),
+        )
+    new = evaluator.probe(candidate, general_probe_texts())
+    old = evaluator.probe(champion, general_probe_texts())
+    return _compare("probe_perplexity", new, old)
+
+
+def _respect_pin(task: TaskConfig, store: AdapterStore, verdict: GateResult) -> GateResult:
+    pin = store.pinned(task.name)
+    if pin is None or not verdict.promoted:
+        return verdict
+    reason = (
+        f"not promoted: {task.name} is pinned at {pin.version or 'base model'} by "
+        f"{pin.actor} ({pin.reason}); the gate said {verdict.reason}"
+    )
+    return GateResult(False, reason, verdict.numbers)
+
+
+def _write(
+    task: TaskConfig,
+    ctx: CycleContext,
+    parent: AdapterManifest | None,
+    base_sha: str,
+    outcome: UpdateOutcome,
+    batch: Sequence[tuple[Example, Any]],
+    verdict: GateResult,
+    metrics: dict[str, float],
+) -> AdapterManifest:
+    examples = [example for example, _ref in batch]
+    sources = sorted({e.domain for e in examples if e.record_id is not None})
+    domains = sorted({e.domain for e in examples})
+    parent_sources = [] if parent is None else list(parent.lineage.knowledge_sources)
+    parent_domains = _strings(None if parent is None else parent.configs.get(DATA_DOMAINS_KEY))
+    kind = bump_kind(
+        parent,
+        base_model_sha256=base_sha,
+        label_set=task.labels,
+        knowledge_sources=sources,
+        data_domains=domains,
+    )
+    version = next_free_version(
+        ctx.store.root, task.name, None if parent is None else parent.version, kind
+    )
+    lineage = Lineage(
+        offsets=ctx.pending.offset_ranges([ref for _e, ref in batch]),
+        request_ids=sorted({e.request_id for e in examples if e.request_id}),
+        record_ids=sorted({e.record_id for e in examples if e.record_id}),
+        knowledge_sources=sorted(set(parent_sources) | set(sources)),
+    )
+    base_configs = lineage_configs(
+        label_set=task.labels, data_domains=sorted(set(parent_domains) | set(domains))
+    )
+    configs: dict[str, JsonValue] = dict(base_configs)
+    configs |= {
+        "task": task.model_dump(mode="json", by_alias=True),
+        "training": {
+            "steps": outcome.steps,
+            "examples": outcome.examples,
+            "replayed": outcome.examples - len(examples),
+            "tokens": outcome.tokens,
+            "fisher_samples": outcome.fisher_samples,
+            "seconds": outcome.seconds,
+            "losses": [round(loss, 6) for loss in outcome.losses],
+        },
+        EXAMPLE_IDS_KEY: list[JsonValue](sorted(e.example_id for e in examples)),
+        "bump": kind,
+    }
+    lora = task.lora.model_copy(update={"target_modules": list(outcome.target_modules)})
+    fields = {
+        "schema_version": 1,
+        "task": task.name,
+        "version": version,
+        "parent_version": None if parent is None else parent.version,
+        "kind": task.kind,
+        "base_model_id": task.base_model,
+        "base_model_sha256": base_sha,
+        "lora": lora.model_dump(mode="json"),
+        "configs": configs,
+        "metrics": metrics
+        | {
+            "train_loss_last": outcome.losses[-1] if outcome.losses else 0.0,
+            **({"ewc_penalty": outcome.ewc_penalty} if outcome.ewc_penalty is not None else {}),
+        },
+        "gate": GateDecision(
+            promoted=verdict.promoted, reason=verdict.reason[:4000], numbers=verdict.numbers
+        ).model_dump(mode="json"),
+        "lineage": lineage.model_dump(mode="json"),
+        "created_at": ctx.clock(),
+    }
+    manifest = ctx.store.write_version(task.name, version, outcome.files_dir, fields)
+    log.info("wrote %s@%s (%s): %s", task.name, version, kind, manifest.gate.reason)
+    record(task, manifest, ctx)
+    return manifest
+
+
+def _strings(value: object) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, list) else []
+
+
+def record(task: TaskConfig, manifest: AdapterManifest, ctx: CycleContext) -> None:
+    """Mark the version's examples consumed (offering them to replay) and queue its events,
+    in one transaction."""
+    events = publication_events(manifest, manifest.parent_version, ctx.clock())
+    raw_ids = manifest.configs.get(EXAMPLE_IDS_KEY)
+    ids = [str(i) for i in raw_ids] if isinstance(raw_ids, list) else []
+    ctx.pending.consume(
+        task.name,
+        manifest.version,
+        ids,
+        [(Topic.MODEL_EVENTS.value, task.name, encode(event)) for event in events],
+        replay_capacity=task.replay.capacity,
+        replay_seed=task.training.seed,
+        version_state=RECORDED,
+    )
+    failpoints.failpoint(AFTER_CONSUME)
+
+
+def finish(task: str, manifest: AdapterManifest, ctx: CycleContext) -> None:
+    """Move the champion pointer for a promoted version (once), then send its queued events."""
+    champion = ctx.store.champion(task)
+    current = None if champion is None else champion.version
+    if manifest.gate.promoted and current != manifest.version:
+        try:
+            ctx.store.set_champion(task, manifest.version, expected_current=manifest.parent_version)
+        except (ChampionChanged, PinnedTask) as exc:
+            log.warning(
+                "%s@%s passed the gate but is not promoted: %s", task, manifest.version, exc
+            )
+            ctx.pending.outbox_drop_promotion(task, manifest.version, str(exc))
+        failpoints.failpoint(AFTER_POINTER)
+    ctx.pending.set_version_state(task, manifest.version, FINISHED)
+    send_outbox(ctx)
+
+
+def send_outbox(ctx: CycleContext) -> int:
+    """Send every queued event, oldest first; a resend after a crash is harmless."""
+    unsent = ctx.pending.outbox_unsent()
+    if not unsent:
+        return 0
+    ctx.send([(Topic(item.topic), item.key or "", item.payload) for item in unsent])
+    for item in unsent:
+        ctx.pending.outbox_mark_sent(item.id)
+    return len(unsent)
+
+
+def recover(ctx: CycleContext, tasks: Sequence[TaskConfig]) -> list[str]:
+    """After a crash: record versions written but not yet consumed, finish versions whose
+    pointer step may not have happened, and send queued events. Returns what it completed."""
+    done = []
+    for task in tasks:
+        known = set(ctx.pending.versions(task.name))
+        for version in ctx.store.versions(task.name):
+            if version not in known:
+                record(task, ctx.store.verify(task.name, version), ctx)
+            if ctx.pending.version_state(task.name, version) == RECORDED:
+                finish(task.name, ctx.store.verify(task.name, version), ctx)
+                done.append(f"{task.name}@{version}")
+    send_outbox(ctx)
+    return done

@@ -1,0 +1,132 @@
+"""One learner cycle end to end on local files: pending examples -> trained candidate -> gate ->
+immutable version with lineage -> champion pointer -> model events; rejection of a candidate
+trained on flipped labels; and recovery of a publication a crash interrupted."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from learner.cycle import RECORDED, CycleContext, record, recover, run_cycle
+from learner.examples import Example, is_heldout
+from learner.pending import OffsetRef
+from schemas.tasks import TaskConfig
+from tests.support.learning import Sent, make_ctx
+
+GEN = TaskConfig.model_validate(
+    {
+        "name": "faq",
+        "kind": "generation",
+        "base_model": "tiny-llama",
+        "max_seq_len": 64,
+        "training": {"batch_size": 4, "max_steps": 4, "learning_rate": 1e-2, "holdout_percent": 25},
+        "ewc": {"fisher_samples": 4},
+        "gate": {"bootstrap_samples": 200},
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+def _sft(n: int) -> Example:
+    return Example(
+        f"fb:r{n}:rating:-",
+        "faq",
+        "sft",
+        prompt=(("user", f"When does order {n} ship?"),),
+        text=f"Order {n} ships on Monday.",
+        request_id=f"r{n}",
+    )
+
+
+def test_a_generation_cycle_publishes_a_version_that_explains_itself(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    sent = Sent()
+    ctx = make_ctx(tmp_path, models_dir, sent)
+    examples = [_sft(n) for n in range(24)]
+    for n, example in enumerate(examples):
+        ctx.pending.add([example], 25, OffsetRef("feedback.events", 0, 100 + n))
+    trained = [e for e in examples if not is_heldout(e.example_id, 25)]
+
+    result = run_cycle(GEN, ctx)
+
+    assert result is not None and result.version == "1.0.0"
+    manifest = ctx.store.verify("faq", "1.0.0")
+    assert manifest.parent_version is None and manifest.kind == "generation"
+    assert manifest.lineage.request_ids == sorted(e.request_id for e in trained)  # type: ignore[type-var]
+    covered = {n for o in manifest.lineage.offsets for n in range(o.first, o.last + 1)}
+    assert covered == {100 + n for n, e in enumerate(examples) if e in trained}
+    assert manifest.configs["training"]["fisher_samples"] == 4  # type: ignore[index,call-overload]
+    # The tiny model learns the answers: held-out loss drops, the general probe barely moves.
+    assert manifest.gate.promoted and "95% lower bound" in manifest.gate.reason
+    assert manifest.gate.numbers["target.n"] == len(examples) - len(trained)
+    assert sent.types() == ["adapter_published", "adapter_promoted"]
+    assert ctx.store.champion("faq").version == "1.0.0"  # type: ignore[union-attr]
+    assert ctx.pending.stats("faq")[0] == 0  # every trainable example went into 1.0.0
+    assert run_cycle(GEN, ctx) is None  # nothing new: no version
+
+
+def _files_of(ctx: CycleContext, version: str, tmp_path: Path) -> Path:
+    """A copy of a version's files without its manifest (what a writer hands the store)."""
+    target = tmp_path / f"files-{version}-{len(list(tmp_path.iterdir()))}"
+    shutil.copytree(
+        ctx.store.root / "faq" / version, target, ignore=shutil.ignore_patterns("manifest.json")
+    )
+    return target
+
+
+def test_recover_finishes_a_publication_interrupted_before_the_pointer_moved(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    ctx = make_ctx(tmp_path, models_dir, Sent())
+    ctx.pending.add([_sft(n) for n in range(24)], 25)
+    result = run_cycle(GEN, ctx)
+    assert result is not None and result.promoted
+    manifest = ctx.store.read_manifest("faq", result.version)
+
+    # The same version, as a crash between "consumed + queued" and "pointer moved" leaves it:
+    sent = Sent()
+    fresh = make_ctx(tmp_path / "again", models_dir, sent)
+    fresh.store.write_version(
+        "faq",
+        manifest.version,
+        _files_of(ctx, manifest.version, tmp_path),
+        manifest.model_dump(exclude={"files"}),
+    )
+    fresh.pending.add([_sft(n) for n in range(24)], 25)
+    record(GEN, manifest, fresh)
+    assert fresh.pending.version_state("faq", manifest.version) == RECORDED
+    assert fresh.store.champion("faq") is None and fresh.pending.stats("faq")[0] == 0
+
+    assert recover(fresh, [GEN]) == [f"faq@{manifest.version}"]
+    assert fresh.store.champion("faq").version == manifest.version  # type: ignore[union-attr]
+    assert sent.types() == ["adapter_published", "adapter_promoted"]
+    assert recover(fresh, [GEN]) == []  # idempotent
+    assert sent.types() == ["adapter_published", "adapter_promoted"]
+
+
+def test_recover_records_a_version_written_before_a_crash(tmp_path: Path, models_dir: Path) -> None:
+    ctx = make_ctx(tmp_path, models_dir, Sent())
+    ctx.pending.add([_sft(n) for n in range(24)], 25)
+    result = run_cycle(GEN, ctx)
+    assert result is not None
+    manifest = ctx.store.read_manifest("faq", result.version)
+    sent = Sent()
+    fresh = make_ctx(tmp_path / "again", models_dir, sent)
+    fresh.store.write_version(
+        "faq",
+        manifest.version,
+        _files_of(ctx, manifest.version, tmp_path),
+        manifest.model_dump(exclude={"files"}),
+    )
+    fresh.pending.add([_sft(n) for n in range(24)], 25)
+
+    assert recover(fresh, [GEN]) == [f"faq@{manifest.version}"]
+    assert fresh.pending.stats("faq")[0] == 0  # its examples are not trained again
+    assert sent.types() == ["adapter_published", "adapter_promoted"]
