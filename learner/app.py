@@ -17,7 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from learner.coordinator import Coordinator
 from learner.cycle import CycleContext
 from learner.intake_loop import IntakeLoop
-from learner.lock import TaskLock
+from learner.lock import DEFAULT_PREFIX, TaskLock
 from learner.pending import PendingStore
 from learner.settings import LearnerSettings
 from lorafeed import failpoints
@@ -36,6 +36,8 @@ log = logging.getLogger("learner")
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Every tick (and every tick skipped while an update runs) would be logged; failures are ERROR.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     platform, settings = PlatformSettings(), LearnerSettings()
     failpoints.check_armed()
     if settings.torch_threads:
@@ -48,8 +50,10 @@ def main() -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     pending = PendingStore(data_dir / "pending.sqlite3")
     producer = make_producer(endpoints.bootstrap_servers)
+    prefix = endpoints.topic_prefix  # the setting, else the embedded stack's
+
     def send(events: Sequence[tuple[Topic, str, Event | bytes]]) -> None:
-        publish_events(producer, platform.topic_prefix, events)
+        publish_events(producer, prefix, events)
 
     ctx = CycleContext(
         store=AdapterStore(platform.adapter_store_root()),
@@ -64,9 +68,13 @@ def main() -> None:
     )
     owner = settings.owner or f"{socket.gethostname()}:{os.getpid()}"
     client = make_redis(endpoints.redis_url)
-    locks = {name: TaskLock(client, name, owner, settings.lock_ttl_s) for name in catalog.tasks}
+    lock_prefix = f"{DEFAULT_PREFIX}{prefix}"  # deployments sharing a Redis do not contend
+    locks = {
+        name: TaskLock(client, name, owner, settings.lock_ttl_s, prefix=lock_prefix)
+        for name in catalog.tasks
+    }
     consumer = make_consumer(endpoints.bootstrap_servers, settings.group_id)
-    intake = IntakeLoop(consumer, pending, catalog.tasks, send, platform.topic_prefix)
+    intake = IntakeLoop(consumer, pending, catalog.tasks, send, prefix)
     intake.subscribe()
     coordinator = Coordinator(catalog.tasks, ctx, locks, intake.take_load_failures)
     stop = threading.Event()

@@ -5,6 +5,7 @@ freshly promoted versions online (rolling back automatically when they do worse)
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -13,7 +14,15 @@ from dataclasses import dataclass, field
 import redis
 
 from learner.announce import rollback_event
-from learner.cycle import CycleContext, CycleResult, recover, run_cycle, send_outbox
+from learner.cycle import (
+    CycleContext,
+    CycleResult,
+    recover,
+    run_cycle,
+    send_outbox,
+    trainable_kinds,
+)
+from learner.errors import LockLost
 from learner.hooks import BaseHook, TrainState
 from learner.lock import TaskLock
 from learner.triggers import due
@@ -29,15 +38,37 @@ WATCH_ACTOR = "learner-watch"
 
 
 class _KeepLock(BaseHook):
-    """Renews the task lock during training; a lost lock aborts the run (LockLost)."""
+    """Renews the task lock from a thread for a whole update (training, gate, write: a long
+    evaluation must not let the lock expire under a live learner); a lost lock aborts
+    training at the next step (LockLost)."""
 
     def __init__(self, lock: TaskLock, every_s: float) -> None:
-        self.lock, self.every_s, self._last = lock, every_s, time.monotonic()
+        self.lock, self.every_s = lock, every_s
+        self.lost: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lock-{lock.key}", daemon=True)
+
+    def __enter__(self) -> _KeepLock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.lock.ensure()
+            except LockLost as exc:
+                self.lost = str(exc)
+                return
+            except redis.RedisError as exc:  # transient: the lock may still outlive it
+                log.warning("learner: cannot renew %s: %s", self.lock.key, exc)
 
     def on_step_end(self, state: TrainState) -> None:
-        if time.monotonic() - self._last >= self.every_s:
-            self.lock.ensure()
-            self._last = time.monotonic()
+        if self.lost is not None:
+            raise LockLost(self.lost)
 
 
 @dataclass
@@ -82,13 +113,12 @@ class Coordinator:
                 log.info("learner: completed interrupted publications %s", done)
             self._recovered.add(task.name)
         self.watch(task)
-        count, oldest = self.ctx.pending.stats(task.name)
+        count, oldest = self.ctx.pending.stats(task.name, kinds=trainable_kinds(task))
         age = None if oldest is None else max(0.0, time.time() - oldest)
         reason = due(count, age, task.trigger)
         if reason is None:
             return None
         log.info("learner: training %s (%s)", task.name, reason)
-        keep = _KeepLock(lock, every_s=lock.ttl_ms / 3000)
         progress = None
         if self.progress is not None:
             report = self.progress
@@ -97,7 +127,8 @@ class Coordinator:
             def progress(step: int, total: int) -> None:
                 report(name, step, total)
 
-        result = run_cycle(task, self.ctx, hooks=[keep], progress=progress)
+        with _KeepLock(lock, every_s=lock.ttl_ms / 3000) as keep:
+            result = run_cycle(task, self.ctx, hooks=[keep], progress=progress)
         if result is not None:
             log.info("learner: %s@%s %s", result.task, result.version, result.reason)
         return result

@@ -85,9 +85,8 @@ def run_cycle(
     progress: Callable[[int, int], None] | None = None,
 ) -> CycleResult | None:
     """Train, gate and publish one version from `task`'s pending examples (None: nothing to do)."""
-    rows = ctx.pending.pending(task.name, limit=min(ctx.max_examples, step_budget(task)))
-    kinds = TRAINABLE[task.kind] | ({"preference"} if task.training.preference_loss else set())
-    batch = [(example, ref) for example, ref in rows if example.kind in kinds]
+    limit = min(ctx.max_examples, step_budget(task))
+    batch = ctx.pending.pending(task.name, limit=limit, kinds=trainable_kinds(task))
     if not batch:
         return None
     examples = [example for example, _ref in batch]
@@ -129,6 +128,11 @@ def run_cycle(
         len(examples),
         outcome.seconds,
     )
+
+
+def trainable_kinds(task: TaskConfig) -> set[str]:
+    """Example kinds an update of `task` trains on (others wait, e.g. preferences without DPO)."""
+    return TRAINABLE[task.kind] | ({"preference"} if task.training.preference_loss else set())
 
 
 def step_budget(task: TaskConfig) -> int:
@@ -352,6 +356,8 @@ def recover(ctx: CycleContext, tasks: Sequence[TaskConfig]) -> list[str]:
     """After a crash: record versions written but not yet consumed, finish versions whose
     pointer step may not have happened, and send queued events. Returns what it completed."""
     done = []
+    for leftover in ctx.store.gc_temp():  # dirs of writers that died before their rename
+        log.info("removed %s, left by a crashed writer", leftover)
     for task in tasks:
         known = set(ctx.pending.versions(task.name))
         for version in ctx.store.versions(task.name):

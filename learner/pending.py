@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -130,23 +130,26 @@ class PendingStore:
             return sum(upsert_example(conn, ex, holdout_percent, source, now) for ex in examples)
 
     def pending(
-        self, task: str, limit: int | None = None
+        self, task: str, limit: int | None = None, *, kinds: Collection[str] | None = None
     ) -> list[tuple[Example, OffsetRef | None]]:
-        """Trainable examples of `task` (train split, pending), oldest first, with offsets."""
+        """Trainable examples of `task` (train split, pending, of `kinds` if given), oldest
+        first, with offsets."""
+        where, args = _kinds_filter(kinds)
         rows = self._query(
             'SELECT json, topic, partition, "offset" FROM examples'
-            " WHERE task = ? AND split = 'train' AND state = 'pending'"
+            f" WHERE task = ? AND split = 'train' AND state = 'pending'{where}"
             " ORDER BY created_at, rowid LIMIT ?",
-            (task, -1 if limit is None else limit),
+            (task, *args, -1 if limit is None else limit),
         )
         return [(Example.from_json(j), ref_of(t, p, o)) for j, t, p, o in rows]
 
-    def stats(self, task: str) -> tuple[int, float | None]:
-        """(count, created_at of the oldest) of `task`'s trainable pending examples."""
+    def stats(self, task: str, *, kinds: Collection[str] | None = None) -> tuple[int, float | None]:
+        """(count, created_at of the oldest) of `task`'s pending train examples (of `kinds`)."""
+        where, args = _kinds_filter(kinds)
         count, oldest = self._query(
             "SELECT COUNT(*), MIN(created_at) FROM examples"
-            " WHERE task = ? AND split = 'train' AND state = 'pending'",
-            (task,),
+            f" WHERE task = ? AND split = 'train' AND state = 'pending'{where}",
+            (task, *args),
         )[0]
         return int(count), None if oldest is None else float(oldest)
 
@@ -334,3 +337,11 @@ class PendingStore:
         """(rated, negative) answers of `version` (None = base model)."""
         with self._lock:
             return pending_labels.rating_stats(self._conn, task, version)
+
+
+def _kinds_filter(kinds: Collection[str] | None) -> tuple[str, tuple[str, ...]]:
+    """An SQL condition (and its arguments) keeping only examples of `kinds` (None: all)."""
+    if kinds is None:
+        return "", ()
+    chosen = tuple(sorted(kinds))
+    return f" AND kind IN ({', '.join('?' * len(chosen)) or 'NULL'})", chosen

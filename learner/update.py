@@ -44,6 +44,7 @@ from learner.examples import Example
 from learner.hooks import BaseHook, EwcHook, TrainHook, TrainState
 from learner.losses import loss_fn_for
 from learner.training import train_steps
+from lorafeed import failpoints
 from lorafeed.task_models import (
     load_base,
     new_adapter,
@@ -60,6 +61,9 @@ if TYPE_CHECKING:
 
 EWC_STATE_NAME: Final = "ewc_state.safetensors"
 DTYPES: Final = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MID_TRAINING: Final = failpoints.declare(
+    "learner.mid_training", "an update's optimizer step N done (hit N), nothing written yet"
+)
 
 _log = logging.getLogger(__name__)
 
@@ -90,6 +94,13 @@ class UpdateOutcome:
     ewc_penalty: float | None
     seconds: float
     target_modules: list[str]
+
+
+class _CrashPoint(BaseHook):
+    """Hits the `learner.mid_training` failpoint after every optimizer step (armed: the first)."""
+
+    def on_step_end(self, state: TrainState) -> None:
+        failpoints.failpoint(MID_TRAINING)
 
 
 class _Progress(BaseHook):
@@ -126,6 +137,7 @@ def run_update(
     if total == 0:
         raise TrainingError(f"task {task.name!r}: no trainable examples among {len(inputs.train)}")
     all_hooks: list[TrainHook] = [h for h in (ewc, dpo) if h is not None] + list(hooks)
+    all_hooks.append(_CrashPoint())
     if progress is not None:
         all_hooks.append(_Progress(progress, total))
     batches = encode.batches(plan) if plan else iter([{}] * total)

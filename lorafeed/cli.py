@@ -257,7 +257,7 @@ def _sender(state_dir: Path | None) -> Any:
 
     def send(events: list[Any]) -> None:
         endpoints = resolve_endpoints(settings)
-        publish_events(make_producer(endpoints.bootstrap_servers), settings.topic_prefix, events)
+        publish_events(make_producer(endpoints.bootstrap_servers), endpoints.topic_prefix, events)
 
     return send
 

@@ -163,8 +163,7 @@ class TaskEngine:
 
     async def smoke_check(self, version: str) -> None:
         """AdapterRefused unless `version`'s weights and its output on the probe are finite."""
-        probe = self._owner_tokenizer([self.config.probe_text], return_tensors="pt")
-        await self._run(lambda: self._slots.smoke(version, dict(probe)))
+        await self._run(lambda: self._slots.smoke(version, self._probe()))
 
     async def unload(self, version: str) -> None:
         """Remove `version` from the model and give its memory back (no-op if not loaded)."""
@@ -231,6 +230,9 @@ class TaskEngine:
             low_margin=margin < self.task.low_margin,
             version=version,
         )
+
+    def _probe(self) -> dict[str, Any]:
+        return dict(self._owner_tokenizer([self.config.probe_text], return_tensors="pt"))
 
     def _forward_last(
         self, ids: Sequence[int], cache: Any, version: str | None

@@ -1,14 +1,17 @@
-"""Publishes the registry's model events (AdapterActivated, AdapterLoadFailed) in order on one
-background task, so a slow or failing broker never holds up an adapter swap."""
+"""The registry's model events (AdapterActivated, AdapterLoadFailed): built here and published
+in order on one background task, so a slow or failing broker never holds up an adapter swap."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
-from schemas.model_events import ModelEventBase
+from schemas.fields import cut
+from schemas.model_events import AdapterActivated, AdapterLoadFailed, ModelEventBase
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +62,34 @@ class EventOutbox:
                 log.exception("publishing %s for task %s failed", type(event).__name__, event.task)
             finally:
                 queue.task_done()
+
+
+def activated(
+    task: str, node: str, version: str | None, digest: str | None, at: datetime
+) -> AdapterActivated:
+    """`node` now answers `task` with `version` (None: base), whose manifest has `digest`."""
+    return AdapterActivated(
+        schema_version=1,
+        event_id=uuid.uuid4().hex,
+        task=task,
+        occurred_at=at,
+        node=node,
+        version=version,
+        manifest_sha256=digest,
+    )
+
+
+def load_failed(
+    task: str, node: str, version: str, digest: str | None, reason: str, at: datetime
+) -> AdapterLoadFailed:
+    """`node` refused `version` of `task` for `reason` and kept its previous version."""
+    return AdapterLoadFailed(
+        schema_version=1,
+        event_id=uuid.uuid4().hex,
+        task=task,
+        occurred_at=at,
+        node=node,
+        version=version,
+        manifest_sha256=digest,
+        reason=cut(reason, 1000),
+    )

@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
+from pydantic import TypeAdapter, ValidationError
+
 from lorafeed.adapter_store import AdapterStore, AdapterStoreError
 from lorafeed.adapter_store import UnknownVersion as StoreUnknownVersion
-from schemas.fields import cut, show
+from schemas.fields import Identifier, cut, show
 from schemas.model_events import (
-    AdapterActivated,
-    AdapterLoadFailed,
     AdapterPromoted,
     AdapterRolledBack,
 )
@@ -32,38 +29,29 @@ from schemas.tasks import TaskConfig
 from schemas.version import Version
 from serving.engine import TaskEngine
 from serving.errors import AdapterRefused, InvalidRequest, ServingError, UnknownTask, UnknownVersion
-from serving.events_outbox import EventOutbox, Publish
+from serving.events_outbox import EventOutbox, Publish, activated, load_failed
 from serving.registry_types import (
+    BASE,
+    PREVIOUS,
     Lease,
     NodePin,
     NullObserver,
+    Previous,
     RegistryConfig,
     RegistryObserver,
     SwapOutcome,
+    TaskState,
     TaskView,
 )
 from serving.verification import verified_manifest
 
 log = logging.getLogger(__name__)
-BASE: Final = "base"
-"""`lease(task, BASE)`: the base model without adapter, whatever the champion is."""
+_IDENTIFIER: Final = TypeAdapter(Identifier)
+__all__ = ["BASE", "PREVIOUS", "AdapterRegistry", "Lease", "RegistryConfig", "SwapOutcome"]
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class _TaskState:
-    active: str | None = None
-    digest: str | None = None  # manifest sha256 of `active`
-    previous: str | None = None
-    loaded: dict[str, str] = field(default_factory=dict)  # version -> manifest sha256
-    leases: Counter[str | None] = field(default_factory=Counter)
-    spare: list[str] = field(default_factory=list)  # explicit versions, most recent last
-    pin: NodePin | None = None
-    refused: tuple[str, str | None, str] | None = None  # (version, digest, reason) of the pointer
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class AdapterRegistry:
@@ -81,6 +69,10 @@ class AdapterRegistry:
         config: RegistryConfig | None = None,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
+        try:
+            _IDENTIFIER.validate_python(node_id)  # it goes into every event this node sends
+        except ValidationError as exc:
+            raise ValueError(f"node_id {show(node_id)} is not a valid identifier") from exc
         self._store = store
         self._engines = dict(engines)
         self._node_id = node_id
@@ -88,7 +80,7 @@ class AdapterRegistry:
         self._config = config or RegistryConfig()
         self._clock = clock
         self._outbox = EventOutbox(publish)
-        self._states = {task: _TaskState() for task in self._engines}
+        self._states = {task: TaskState() for task in self._engines}
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -182,7 +174,8 @@ class AdapterRegistry:
             assert version is not None
             st.refused = (version, digest, reason)
             self._observer.adapter_load_failed(task, version, reason)
-            self._emit_failed(task, version, digest, reason)
+            event = load_failed(task, self._node_id, version, digest, reason, self._clock())
+            self._outbox.put(event)
             log.warning("task %s: %s refused, serving %s: %s", task, version, st.active, reason)
             return SwapOutcome(task, "failed", version, reason)
         await self._activate(task, version, digest)
@@ -195,33 +188,9 @@ class AdapterRegistry:
             st.previous = st.active
         st.active, st.digest, st.refused = version, digest, None
         self._observer.adapter_activated(task, version)
-        self._outbox.put(
-            AdapterActivated(
-                schema_version=1,
-                event_id=uuid.uuid4().hex,
-                task=task,
-                occurred_at=self._clock(),
-                node=self._node_id,
-                version=version,
-                manifest_sha256=digest,
-            )
-        )
+        self._outbox.put(activated(task, self._node_id, version, digest, self._clock()))
         log.info("task %s: now serving %s (previous %s)", task, version, st.previous)
         await self._collect(task)
-
-    def _emit_failed(self, task: str, version: str, digest: str | None, reason: str) -> None:
-        self._outbox.put(
-            AdapterLoadFailed(
-                schema_version=1,
-                event_id=uuid.uuid4().hex,
-                task=task,
-                occurred_at=self._clock(),
-                node=self._node_id,
-                version=version,
-                manifest_sha256=digest,
-                reason=cut(reason, 1000),
-            )
-        )
 
     async def _ensure_loaded(self, task: str, version: str, expected: str | None) -> str:
         """Load verified, compatible, smoke-tested `version` if needed; its manifest digest."""
@@ -277,20 +246,25 @@ class AdapterRegistry:
             st.leases[chosen] -= 1
             if st.leases[chosen] <= 0:
                 del st.leases[chosen]
-                self._spawn(self._collect_locked(task))
+                if chosen in st.loaded and chosen not in (st.active, st.previous):
+                    self._spawn(self._collect_locked(task))
 
-    async def _lease_explicit(self, task: str, version: str) -> str:
-        st = self._state(task)
+    async def _load_named(self, task: str, version: str) -> str:
+        """`_ensure_loaded` for a version a caller named (task lock held): UnknownVersion if it
+        is malformed or not in the store. Its manifest digest."""
         try:
             Version.parse(version)
         except (TypeError, ValueError) as exc:
             raise UnknownVersion(task, version, "not a MAJOR.MINOR.PATCH version") from exc
+        try:
+            return await self._ensure_loaded(task, version, None)
+        except StoreUnknownVersion as exc:
+            raise UnknownVersion(task, version, str(exc)) from exc
+
+    async def _lease_explicit(self, task: str, version: str) -> str:
+        st = self._state(task)
         async with st.lock:
-            if version not in st.loaded:
-                try:
-                    await self._ensure_loaded(task, version, None)
-                except StoreUnknownVersion as exc:
-                    raise UnknownVersion(task, version, str(exc)) from exc
+            await self._load_named(task, version)
             if version in st.spare:
                 st.spare.remove(version)
             st.spare.append(version)
@@ -304,23 +278,18 @@ class AdapterRegistry:
 
     # --- node-local operator controls ---------------------------------------------------------
 
-    async def pin(self, task: str, version: str | None, actor: str) -> SwapOutcome:
+    async def pin(self, task: str, version: str | None, actor: str = "operator") -> SwapOutcome:
         """Serve `version` (None: base) on this node until `unpin`, ignoring the pointer.
         UnknownVersion / AdapterRefused if it cannot be loaded (nothing changes then)."""
         st = self._state(task)
         async with st.lock:
-            digest = None
-            if version is not None:
-                try:
-                    digest = await self._ensure_loaded(task, version, None)
-                except StoreUnknownVersion as exc:
-                    raise UnknownVersion(task, version, str(exc)) from exc
+            digest = None if version is None else await self._load_named(task, version)
             st.pin = NodePin(version=version, actor=actor, at=self._clock())
             if (version, digest) != (st.active, st.digest):
                 await self._activate(task, version, digest)
             return SwapOutcome(task, "activated", version, f"pinned by {actor}")
 
-    async def unpin(self, task: str, actor: str) -> SwapOutcome:
+    async def unpin(self, task: str, actor: str = "operator") -> SwapOutcome:
         """Drop this node's pin of `task` and follow the champion pointer again."""
         st = self._state(task)
         if st.pin is not None:
@@ -328,9 +297,15 @@ class AdapterRegistry:
         st.pin = None
         return await self._follow(task, retry=True)
 
-    async def rollback(self, task: str, to_version: str | None, actor: str) -> SwapOutcome:
-        """Pin this node to an earlier version (None: base) than the active one."""
-        active = self._state(task).active
+    async def rollback(
+        self, task: str, to_version: str | None | Previous = PREVIOUS, actor: str = "operator"
+    ) -> SwapOutcome:
+        """Pin this node to an earlier version (None: base) than the active one; by default
+        the previous one, still loaded, so the switch is instant."""
+        st = self._state(task)
+        active = st.active
+        if isinstance(to_version, Previous):
+            to_version = st.previous
         if active is None or (
             to_version is not None and Version.parse(to_version) >= Version.parse(active)
         ):
@@ -351,7 +326,7 @@ class AdapterRegistry:
         await self.flush()
         await self._outbox.close()
 
-    def _state(self, task: str) -> _TaskState:
+    def _state(self, task: str) -> TaskState:
         try:
             return self._states[task]
         except (KeyError, TypeError):

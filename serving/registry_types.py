@@ -3,15 +3,31 @@ views, node-local pins, and the observer Protocol through which swap metrics can
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from serving.engine import ScoreResult, TaskEngine
 from serving.generation import Generation
 
 SwapStatus = Literal["activated", "unchanged", "ignored", "failed"]
+
+BASE: Final = "base"
+"""`lease(task, BASE)`: the base model without adapter, whatever the champion is."""
+
+
+class Previous:
+    """Type of `PREVIOUS`."""
+
+    def __repr__(self) -> str:
+        return "PREVIOUS"
+
+
+PREVIOUS: Final = Previous()
+"""`rollback(task)` default: the version served before the active one."""
 
 
 @dataclass(frozen=True)
@@ -110,3 +126,18 @@ class NullObserver:
 
     def adapter_load_failed(self, task: str, version: str, reason: str) -> None:
         return None
+
+
+@dataclass
+class TaskState:
+    """The registry's mutable record of one task (only the registry changes it)."""
+
+    active: str | None = None
+    digest: str | None = None  # manifest sha256 of `active`
+    previous: str | None = None
+    loaded: dict[str, str] = field(default_factory=dict)  # version -> manifest sha256
+    leases: Counter[str | None] = field(default_factory=Counter)
+    spare: list[str] = field(default_factory=list)  # explicit versions, most recent last
+    pin: NodePin | None = None
+    refused: tuple[str, str | None, str] | None = None  # (version, digest, reason) of the pointer
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -125,6 +125,18 @@ class ServingSettings(BaseSettings):
         default=1000, ge=1, description="Unacknowledged messages before publishing answers 503."
     )
     redis_prefix: str = Field(default="lorafeed:serving:", pattern=r"^[A-Za-z0-9:._-]*$")
+    retrieval: bool = Field(
+        default=True, description="Ground chat in the knowledge base (needs Milvus)."
+    )
+    collection: str = Field(
+        default="knowledge", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$",
+        description="Knowledge collection searched for passages (the streams worker's).",
+    )
+    embedder_dir: Path | None = Field(
+        default=None, description="The embedder the collection was indexed with (default MiniLM)."
+    )
+    device: str = Field(default="cpu", description="torch device of the task models.")
+    torch_threads: int | None = Field(default=None, ge=1)
 
     @field_validator("api_keys")
     @classmethod

@@ -21,7 +21,7 @@ GEN = TaskConfig.model_validate(
         "kind": "generation",
         "base_model": "tiny-llama",
         "max_seq_len": 64,
-        "training": {"batch_size": 4, "max_steps": 4, "learning_rate": 1e-2, "holdout_percent": 25},
+        "training": {"batch_size": 8, "max_steps": 4, "learning_rate": 1e-2, "holdout_percent": 25},
         "ewc": {"fisher_samples": 4},
         "gate": {"bootstrap_samples": 200},
     }

@@ -107,6 +107,24 @@ def test_pending_respects_limit_and_task(store: PendingStore) -> None:
     assert len(store.pending("other")) == 5
 
 
+def test_pending_and_stats_filter_by_kind_so_untrainable_examples_do_not_starve(
+    store: PendingStore,
+) -> None:
+    ids = train_ids(4)
+    preferences = [
+        Example(
+            f"fb:r{i}:preference:-", "qa", "preference", prompt=PROMPT, text="good", rejected="bad"
+        )
+        for i in ids[:3]
+    ]
+    store.add(preferences, 0)  # oldest first: without a kind filter they fill the limit
+    store.add([sft(ids[3])], 20)
+    assert [e.kind for e, _ in store.pending("qa", limit=2, kinds={"sft", "text"})] == ["sft"]
+    assert store.stats("qa", kinds={"sft", "text"})[0] == 1
+    assert store.stats("qa")[0] == 4
+    assert store.pending("qa", kinds=set()) == []
+
+
 def test_consume_marks_examples_and_queues_outbox_atomically(store: PendingStore) -> None:
     ids = train_ids(3)
     store.add([sft(i) for i in ids], 20)

@@ -27,6 +27,7 @@ from schemas.model_events import (
     AdapterRolledBack,
     ModelEventBase,
 )
+from schemas.tasks import LoraSettings, TaskConfig
 from serving.engine import EngineConfig, TaskEngine
 from serving.errors import AdapterRefused, InvalidRequest, UnknownTask, UnknownVersion
 from serving.microbatch import MicroBatchConfig
@@ -76,7 +77,7 @@ class Node:
     published: list[ModelEventBase] = field(default_factory=list)
 
     def put(self, task: str, version: str, files: Path, **kwargs: Any) -> AdapterManifest:
-        config = CLS if task == CLS.name else GEN
+        config = self.engines[task].task
         return add_version(self.store, config, version, self.base_dir, files, **kwargs)
 
     async def promote(self, task: str, version: str) -> Any:
@@ -105,11 +106,15 @@ def promoted(store: AdapterStore, task: str, version: str) -> AdapterPromoted:
 
 
 def make_node(
-    tmp_path: Path, base_dir: Path, engine_cls: type[TaskEngine] = TaskEngine, **config: Any
+    tmp_path: Path,
+    base_dir: Path,
+    engine_cls: type[TaskEngine] = TaskEngine,
+    tasks: tuple[TaskConfig, ...] = (CLS, GEN),
+    **config: Any,
 ) -> Node:
     store = AdapterStore(tmp_path / "adapters")
     batch = EngineConfig(score_batch=MicroBatchConfig(max_batch=8, max_wait_ms=2))
-    engines = {t.name: engine_cls.load(t, base_dir, config=batch) for t in (CLS, GEN)}
+    engines = {t.name: engine_cls.load(t, base_dir, config=batch) for t in tasks}
     published: list[ModelEventBase] = []
 
     async def publish(event: ModelEventBase) -> None:
@@ -464,7 +469,7 @@ def test_node_pin_unpin_and_rollback(
         assert node.registry.view("intent").pin is not None
         followed = await node.registry.unpin("intent", "alice")
         assert (followed.status, followed.version) == ("activated", "1.0.1")
-        back = await node.registry.rollback("intent", "1.0.0", "bob")
+        back = await node.registry.rollback("intent", actor="bob")  # to the previous version
         assert (back.status, back.version) == ("activated", "1.0.0")
         assert node.registry.view("intent").pin.actor == "bob"  # type: ignore[union-attr]
         with pytest.raises(InvalidRequest, match="not earlier"):
@@ -477,31 +482,31 @@ def test_node_pin_unpin_and_rollback(
 
 
 @pytest.mark.slow
-def test_memory_stays_flat_over_100_swap_cycles(
-    tmp_path: Path, base_dir: Path, files: dict[str, Path]
-) -> None:
-    node = make_node(tmp_path, base_dir)
-    versions = {"1.0.0": "cls1", "1.0.1": "cls2", "1.0.2": "cls3"}
-    for version, name in versions.items():
-        node.put("intent", version, files[name])
-    cycle = list(versions)
+def test_memory_stays_flat_over_100_swap_cycles(tmp_path: Path, base_dir: Path) -> None:
+    # rank 64: ~0.4 MB per adapter, so 100 leaked versions (~40 MB) could not hide below the bound
+    task = classification_task(lora=LoraSettings(r=64, alpha=64))
+    node = make_node(tmp_path, base_dir, tasks=(task,))
+    files = [build_adapter(task, base_dir, tmp_path / f"files{n}", seed=n) for n in range(3)]
     process = psutil.Process()
 
-    async def swaps(count: int) -> None:
-        for index in range(count):
-            # three versions in turn: each swap loads one version and unloads another
-            outcome = await node.promote("intent", cycle[index % 3])
+    async def swaps(first: int, count: int) -> None:
+        for index in range(first, first + count):
+            # every promotion is a new version: each swap loads one and unloads another
+            version = f"1.{index}.0"
+            await asyncio.to_thread(node.put, "intent", version, files[index % 3], champion=False)
+            outcome = await node.promote("intent", version)
             assert outcome.status == "activated", outcome
             async with node.registry.lease("intent") as lease:
                 await lease.score(TEXTS[:2])
 
     async def main() -> tuple[int, int]:
         await node.registry.start()
-        await swaps(15)  # warm up allocator pools
+        await swaps(0, 15)  # warm up allocator pools
         before = process.memory_info().rss
-        await swaps(100)
+        await swaps(15, 100)
         await node.registry.flush()
         after = process.memory_info().rss
+        assert len(node.engines["intent"].loaded_versions) == 2  # active and previous
         await node.close()
         return before, after
 
