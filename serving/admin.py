@@ -13,6 +13,7 @@ from schemas.codec import encode
 from schemas.topics import Topic, topic_name
 from serving.deps import ServingDeps, SwapOutcomeLike
 from serving.guards import known_task, principal_of
+from serving.json_body import StrictJsonRoute
 from serving.openai_compat import BASE_VERSION
 from serving.publisher import PublishError, PublishFailed
 from serving.requests import PinRequest, RollbackRequest, UnpinRequest
@@ -48,7 +49,7 @@ def _version(value: str | None) -> str | None:
 
 
 def admin_router(deps: ServingDeps) -> APIRouter:
-    router = APIRouter(prefix="/admin/tasks/{task}")
+    router = APIRouter(prefix="/admin/tasks/{task}", route_class=StrictJsonRoute)
 
     async def done(request: Request, action: str, task: str, outcome: SwapOutcomeLike,
                    reason: str | None) -> dict[str, Any]:

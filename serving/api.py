@@ -33,6 +33,7 @@ from serving.http_errors import (
     headers_for,
     spec_for,
 )
+from serving.json_body import StrictJsonRoute
 from serving.limits import BodyLimitMiddleware
 from serving.metrics import MetricsMiddleware
 from serving.microbatch import QueueFull
@@ -47,6 +48,7 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large
 def create_app(deps: ServingDeps) -> FastAPI:
     """The app for one serving node; ``deps`` are built by the composition root."""
     app = FastAPI(title="lorafeed serving", docs_url=None, redoc_url=None, openapi_url=None)
+    app.router.route_class = StrictJsonRoute  # the plain routes below (/v1/search)
     deps.metrics.watch_active_versions(deps.registry.active_versions)
     app.add_middleware(BodyLimitMiddleware, max_bytes=deps.settings.max_body_bytes)
     app.add_middleware(

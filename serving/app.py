@@ -80,7 +80,7 @@ def build_app(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
     """Everything a node needs, wired; the returned app starts and stops it in its lifespan."""
     catalog = load_catalog(settings.tasks_file)
     endpoints = resolve_endpoints(platform)
-    prefix = platform.topic_prefix
+    prefix = endpoints.topic_prefix  # the stack state's prefix when settings leave it unset
     engines = load_engines(catalog, settings)
     store = AdapterStore(settings.adapters_dir or platform.adapter_store_root())
     publisher = KafkaPublisher.connect(

@@ -25,6 +25,7 @@ from serving.deps import GenerationLike, ServingDeps
 from serving.errors import InvalidRequest
 from serving.guards import deadline, known_task, require_kind
 from serving.http_errors import RequestTimedOut, error_body, spec_for
+from serving.json_body import StrictJsonRoute
 from serving.prompt import BuiltPrompt, Passage, PromptConfig, build_prompt, passages_from_hits
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ async def retrieve(deps: ServingDeps, body: oa.ChatCompletionRequest) -> list[Pa
 
 
 def chat_router(deps: ServingDeps) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(route_class=StrictJsonRoute)
     settings = deps.settings
 
     @router.post("/v1/chat/completions", response_model=None)

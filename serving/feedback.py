@@ -27,6 +27,7 @@ from serving.http_errors import (
     StoreUnavailable,
     describe_errors,
 )
+from serving.json_body import StrictJsonRoute
 from serving.openai_compat import parse_model
 from serving.requests import FeedbackRequest, ScoreRequest, score_text
 
@@ -68,7 +69,7 @@ def feedback_event(body: FeedbackRequest, context: ServedContext, correction: st
 
 
 def feedback_router(deps: ServingDeps) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(route_class=StrictJsonRoute)
     settings = deps.settings
 
     @router.post("/v1/score")

@@ -61,7 +61,11 @@ def pick_token(logits: torch.Tensor, temperature: float, generator: torch.Genera
 
     if temperature == 0.0:
         return int(torch.argmax(logits).item())
-    probabilities = torch.softmax(logits.float() / temperature, dim=-1)  # (vocab,)
+    # Shift, and divide in float64: logits / a tiny temperature overflow to inf (softmax then
+    # gives NaN) and a tiny temperature rounds to 0 in float32; shifted logits are <= 0, so a
+    # tiny temperature tends to argmax as it should.
+    shifted = logits.double() - logits.double().max()  # (vocab,)
+    probabilities = torch.softmax(shifted / temperature, dim=-1)  # (vocab,)
     return int(torch.multinomial(probabilities, 1, generator=generator).item())
 
 

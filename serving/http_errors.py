@@ -115,10 +115,20 @@ def headers_for(spec: ErrorSpec) -> dict[str, str]:
 
 def describe_errors(errors: Sequence[Mapping[str, Any]], limit: int = 5) -> str:
     """Validation errors as "loc: message" without the offending input (it may hold PII)."""
-    parts = [f"{'.'.join(str(p) for p in e.get('loc', ())) or 'body'}: {e.get('msg', '?')}"
+    parts = [f"{'.'.join(str(p) for p in e.get('loc', ())) or 'body'}: {_reason(e)}"
              for e in errors[:limit]]
     more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
     return "; ".join(parts) + more
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    """The error's message; for a body that is not JSON, with the decoder's reason (it names a
+    position or a character class, never the input)."""
+    message = str(error.get("msg", "?"))
+    detail = (error.get("ctx") or {}).get("error")
+    if error.get("type") == "json_invalid" and isinstance(detail, str):
+        return f"{message} ({detail})"
+    return message
 
 
 def error_body(kind: str, code: str, message: str, **extra: Any) -> dict[str, Any]:

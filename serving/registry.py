@@ -259,7 +259,9 @@ class AdapterRegistry:
         try:
             return await self._ensure_loaded(task, version, None)
         except StoreUnknownVersion as exc:
-            raise UnknownVersion(task, version, str(exc)) from exc
+            log.info("task %s: version %s requested, not in the store: %s", task, version, exc)
+            # the store's message names server paths; the caller only learns it is not there
+            raise UnknownVersion(task, version, "it is not in the adapter store") from exc
 
     async def _lease_explicit(self, task: str, version: str) -> str:
         st = self._state(task)

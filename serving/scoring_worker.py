@@ -224,7 +224,7 @@ def main() -> None:
     classifiers = {n: t for n, t in catalog.tasks.items() if t.kind == "classification"}
     catalog = type(catalog)(classifiers, catalog.base_models, catalog.source)
     endpoints = resolve_endpoints(platform)
-    prefix = platform.topic_prefix
+    prefix = endpoints.topic_prefix  # the stack state's prefix when settings leave it unset
     publisher = KafkaPublisher.connect(endpoints.bootstrap_servers)
     node = f"{settings.node_id}-scorer"
 
@@ -242,8 +242,11 @@ def main() -> None:
         contexts = ContextStore(
             client, Pseudonymizer(pii_key(platform)), prefix=settings.redis_prefix
         )
-        consumer = make_consumer(endpoints.bootstrap_servers, "lorafeed-scorer")
-        worker = ScoringWorker(consumer, registry, contexts, client, publisher, prefix)
+        consumer = make_consumer(endpoints.bootstrap_servers, settings.scorer_group_id)
+        worker = ScoringWorker(
+            consumer, registry, contexts, client, publisher, prefix,
+            key_prefix=f"{settings.redis_prefix}scored:",  # beside the contexts, one namespace
+        )
         follower = EventsFollower.connect(registry, endpoints.bootstrap_servers, node, prefix)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -258,6 +261,10 @@ def main() -> None:
         )
         try:
             await asyncio.gather(worker.run(stop), follower.run(stop))
+            log.info(
+                "scorer %s stopped: %d scored, %d replayed, %d dead-lettered",
+                node, worker.scored, worker.replayed, worker.dead,
+            )
         finally:
             await registry.close()
             publisher.close()

@@ -135,6 +135,10 @@ class ServingSettings(BaseSettings):
     embedder_dir: Path | None = Field(
         default=None, description="The embedder the collection was indexed with (default MiniLM)."
     )
+    scorer_group_id: str = Field(
+        default="lorafeed-scorer", min_length=1, max_length=255,
+        description="Consumer group of the streaming scorer (`lorafeed run scorer`).",
+    )
     device: str = Field(default="cpu", description="torch device of the task models.")
     torch_threads: int | None = Field(default=None, ge=1)
 
