@@ -1,20 +1,26 @@
 """Forgetting of ONE classification task (MiniLM + LoRA) that learns domains one after another
 through the real learner path: examples into a PendingStore, then `run_cycle` (run_update with
-the EWC hook and Fisher, replay from the store's reservoir, the gate, the versioned store).
+the EWC hook and online Fisher, replay from the store's reservoir, the gate, the version store).
 
-Task: which standard-library module family a docstring sentence comes from. Class-incremental:
-domain k brings two new families (labels); the label set is the task's full set from the start.
-Methods: plain sequential LoRA (lambda 0, no replay), EWC only, EWC + replay, and joint training
-on every domain in one update (the upper bound). Each method is scored after every step on every
-domain's test set (sentences never offered to the learner), for several seeds (the seed picks
-the sentences and seeds training). The gate runs with min_gain 0 and max_forgetting 1 so no
-update is rejected for forgetting; it still needs a target gain whose bootstrap lower bound is
-above 0, so rejections are counted and printed (a rejected update leaves the champion in place).
+Data: docstring sentences of standard-library module families. Domain k is a pair of families
+(d1 email/asyncio, d2 unittest/xml, d3 logging/http, d4 tkinter/decimal). Default scenario
+"domain" (Split-MNIST style domain-incremental): the labels are "first"/"second" of the pair, so
+every domain reuses both labels with a new input distribution. Scenario "class" labels by family
+(new labels per domain); there, an update from a champion collapsed MiniLM's representation so
+the new labels stayed at chance for every method (see the report), so it is not the default.
+Methods: plain sequential LoRA (lambda 0, no replay), EWC only, EWC + replay (lambda and ratio
+from the flags; defaults are the product's), and joint training on every domain in one update
+(the upper bound). Each is scored after every step on every domain's test set (sentences never
+offered to the learner), per seed (the seed picks the sentences and seeds training). The gate
+runs with min_gain 0 and max_forgetting 1, so nothing is rejected for forgetting; it still
+rejects a target gain whose bootstrap lower bound is <= 0 (held-out pools are small), and such
+an update is promoted anyway through the store, as an operator would, and counted.
 
 Targets: plain sequential must forget >= 10 points (mean BWT <= -10), else the result does not
 count; EWC + replay cuts |BWT| by at least half vs plain sequential while the newest domain's
-accuracy stays within 3 points of plain sequential's.
+accuracy (last domain, after the last step) stays within 3 points of plain sequential's.
 Usage: python bench/forgetting.py [--domains 3] [--seeds 3] [--lam 1000] [--replay 0.25]
+                                  [--epochs 6] [--scenario domain|class]
 """
 
 from __future__ import annotations
@@ -157,8 +163,6 @@ def run_method(method: str, domains: list[Domain], seed: int, args: argparse.Nam
         ctx.pending.add([e for d in step for e in d.train], task.training.holdout_percent)
         result = run_cycle(task, ctx)
         assert result is not None, "no pending examples"
-        if os.environ.get("BENCH_DEBUG"):
-            print("   ", result.version, result.reason[:300])
         if not result.promoted:  # kept anyway, as an operator would: the benchmark keeps all
             rejected += 1
             ctx.store.set_champion(TASK_NAME, result.version)
@@ -241,7 +245,7 @@ def main() -> None:
     parser.add_argument("--replay", type=float, default=0.25, help="replayed share of a batch")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seq-len", type=int, default=48)
     parser.add_argument("--holdout", type=int, default=20, help="percent kept for the gate")
     args = parser.parse_args()

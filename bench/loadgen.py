@@ -45,12 +45,15 @@ ENDPOINTS = ("score", "chat", "feedback")
 @dataclass(frozen=True)
 class Mix:
     """What the workers send. chat_share: share of answers that are chat (the rest score);
-    feedback_share: chance that a served answer gets feedback right after it."""
+    chat_workers: instead, that many workers only chat and the others only score (slow chats
+    then never hold up score traffic); feedback_share: chance that a served answer gets
+    feedback right after it."""
 
     score_task: str = "fraud"
     chat_task: str = "support"
     chat_share: float = 0.1
     feedback_share: float = 0.2
+    chat_workers: int | None = None
     chat_max_tokens: int = 8
     texts: tuple[str, ...] = SCORE_TEXTS
     prompts: tuple[str, ...] = CHAT_PROMPTS
@@ -95,9 +98,12 @@ class _Worker:
     mix: Mix
     rng: random.Random
     sink: list[RequestRecord]
+    chat_only: bool | None = None  # None: mixed by chat_share
 
     async def once(self) -> None:
-        if self.rng.random() < self.mix.chat_share:
+        chat = self.chat_only if self.chat_only is not None else (
+            self.rng.random() < self.mix.chat_share)
+        if chat:
             record = await self.chat()
         else:
             record = await self.score()
@@ -199,8 +205,9 @@ async def generate_load(
     seed: int = 7, api_key: str | None = None, stop: threading.Event | None = None,
     sink: list[RequestRecord] | None = None, timeout_s: float = 60.0,
 ) -> list[RequestRecord]:
-    """Run `concurrency` workers (worker i on urls[i % len(urls)]) until `seconds` pass or
-    `stop` is set; records are appended to `sink` (readable live from another thread)."""
+    """Run `concurrency` workers (worker i on urls[i % len(urls)]; with mix.chat_workers, the
+    first that many only chat) until `seconds` pass or `stop` is set; records are appended to
+    `sink` (readable live from another thread)."""
     if not urls or concurrency < 1:
         raise ValueError(f"need at least one URL and concurrency >= 1, got {urls!r}, {concurrency}")
     mix = mix or Mix()
@@ -216,7 +223,9 @@ async def generate_load(
 
     async def loop(index: int) -> None:
         url = urls[index % len(urls)]
-        worker = _Worker(clients[url], url, mix, random.Random(seed * 1000 + index), records)
+        chat_only = None if mix.chat_workers is None else index < mix.chat_workers
+        worker = _Worker(clients[url], url, mix, random.Random(seed * 1000 + index), records,
+                         chat_only)
         while running():
             await worker.once()
 
@@ -319,14 +328,17 @@ def main() -> None:
     parser.add_argument("--score-task", default="fraud")
     parser.add_argument("--chat-task", default="support")
     parser.add_argument("--chat-share", type=float, default=0.1)
+    parser.add_argument("--chat-workers", type=int, default=None,
+                        help="workers that only chat (the rest only score); overrides the share")
     parser.add_argument("--feedback-share", type=float, default=0.2)
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--api-key", default=None, help="sent as Authorization: Bearer")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--jsonl", default=None, help="also write every record to this file")
     args = parser.parse_args()
-    mix = Mix(args.score_task, args.chat_task, args.chat_share, args.feedback_share,
-              args.max_tokens)
+    mix = Mix(score_task=args.score_task, chat_task=args.chat_task, chat_share=args.chat_share,
+              feedback_share=args.feedback_share, chat_max_tokens=args.max_tokens,
+              chat_workers=args.chat_workers)
     records = run_load(args.url, concurrency=args.concurrency, seconds=args.seconds, mix=mix,
                        seed=args.seed, api_key=args.api_key)
     print(format_summary(summarize(records)))

@@ -10,11 +10,12 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psutil
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Ahead of bench/ (the script's directory): `serving` must be the package, not bench/serving.py,
 # and tests/ (not an installed package) must be importable.
 sys.path.insert(0, str(ROOT))
+T = TypeVar("T")
 SCALES = {"classification": 0.3, "generation": 0.15}  # lora_B noise: distinct, still fluent
 
 
@@ -61,6 +63,7 @@ class Releaser:
         self.tasks = tasks
         self.producer = make_producer(bootstrap)
         self.seed_of: dict[tuple[str, str], int] = {}  # (task, version) -> file set index
+        self.sent: list[tuple[str, str, float]] = []  # (task, version, announced at)
 
     def write(self, task_name: str, n: int) -> tuple[str, str]:
         """Store version 1.0.n and point the champion at it; (version, manifest sha256)."""
@@ -79,6 +82,7 @@ class Releaser:
             occurred_at=datetime.now(UTC), version=version, manifest_sha256=digest)
         sent_at = time.time()
         publish_events(self.producer, self.prefix, [(Topic.MODEL_EVENTS, task_name, event)])
+        self.sent.append((task_name, version, sent_at))
         return sent_at
 
 
@@ -134,34 +138,75 @@ def start_node(name: str, state_dir: Path, store_root: Path, log: Path,
     return Node(name, f"http://127.0.0.1:{port}", handle, log)
 
 
-class ScoreModel:
+class OwnerThread:
+    """Runs model calls on one worker thread, like the engine's model-owner thread: here torch
+    on the main thread ran MiniLM ~4x slower than on a worker thread under CPU contention."""
+
+    model: Any
+
+    def __init__(self) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="bench-model")
+        self._active: int | None = None
+
+    def activate(self, seed: int) -> None:
+        """Switch to file set `seed` only when it changes, as the engine does (peft's
+        set_adapter walks every module: milliseconds)."""
+        if seed != self._active:
+            self.model.set_adapter(f"s{seed}")
+            self._active = seed
+
+    def timed(self, fn: Callable[[], T]) -> tuple[T, float]:
+        """fn's result and its seconds, measured on the worker thread (no hand-off cost)."""
+
+        def run() -> tuple[T, float]:
+            began = time.perf_counter()
+            result = fn()
+            return result, time.perf_counter() - began
+
+        return self._thread.submit(run).result()
+
+
+class ScoreModel(OwnerThread):
     """A classification task's model in this process with every file set loaded as adapter
     s<i>: the engine's forward (tokenize, forward, softmax) without serving around it."""
 
     def __init__(self, task: TaskConfig, base_dir: Path, files: Sequence[Path]) -> None:
+        super().__init__()
         model: Any
-        model, self.tokenizer = load_base(task, base_dir)
+        self.base, self.tokenizer = load_base(task, base_dir)
+        model = self.base
         for index, directory in enumerate(files):
             model = open_adapter(task, model, directory, trainable=False, adapter_name=f"s{index}")
         self.model = model.eval()
         self.task = task
 
     def probabilities(self, texts: Sequence[str], seed: int = 0) -> list[list[float]]:
+        """Each text's label probabilities under file set `seed` (on the worker thread)."""
+        return self.timed(lambda: self._probabilities(texts, seed))[0]
+
+    def seconds(self, texts: Sequence[str], seed: int = 0) -> float:
+        """How long one forward of `texts` took, on the worker thread."""
+        return self.timed(lambda: self._probabilities(texts, seed))[1]
+
+    def _probabilities(self, texts: Sequence[str], seed: int) -> list[list[float]]:
         import torch
 
-        self.model.set_adapter(f"s{seed}")
+        self.activate(seed)
         batch = self.tokenizer(list(texts), padding=True, truncation=True,
                                max_length=self.task.max_seq_len, return_tensors="pt")
         with torch.inference_mode():
-            logits = self.model(**batch).logits  # (texts, labels)
+            # through the base model, as the engine does: peft injected the LoRA layers into it,
+            # and PeftModel's own forward costs more per call
+            logits = self.base(**batch).logits  # (texts, labels)
         return [list(map(float, row)) for row in torch.softmax(logits.float(), dim=-1).tolist()]
 
 
-class ChatModel:
+class ChatModel(OwnerThread):
     """A generation task's model in this process with every file set loaded as adapter s<i>;
     `generate` is bare `model.generate` (greedy) on given prompt ids."""
 
     def __init__(self, task: TaskConfig, base_dir: Path, files: Sequence[Path]) -> None:
+        super().__init__()
         model: Any
         model, self.tokenizer = load_base(task, base_dir)
         for index, directory in enumerate(files):
@@ -175,11 +220,18 @@ class ChatModel:
         turns = [{"role": "user", "content": user_text}]
         return list(build_prompt(turns, [], self.tokenizer).input_ids)
 
-    def generate(self, ids: Sequence[int], max_tokens: int, seed: int = 0) -> tuple[str, int]:
-        """Greedy answer text and its token count (EOS not counted)."""
+    def generate(
+        self, ids: Sequence[int], max_tokens: int, seed: int = 0
+    ) -> tuple[str, int, float]:
+        """Greedy answer text, its token count (EOS not counted) and seconds, on the worker
+        thread."""
+        (text, count), took = self.timed(lambda: self._generate(ids, max_tokens, seed))
+        return text, count, took
+
+    def _generate(self, ids: Sequence[int], max_tokens: int, seed: int) -> tuple[str, int]:
         import torch
 
-        self.model.set_adapter(f"s{seed}")
+        self.activate(seed)
         with torch.inference_mode():
             out = self.model.generate(torch.tensor([list(ids)]), max_new_tokens=max_tokens,
                                       do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
