@@ -15,8 +15,9 @@ from confluent_kafka import Consumer, KafkaException, Message
 
 from learner.intake import examples_from_record, record_matches, route_feedback
 from learner.pending import OffsetRef, PendingStore
+from lorafeed.kafka_clients import dead_letter_of
 from schemas import Event, Topic, decode, topic_name
-from schemas.dead_letters import DeadLetterReason, dead_letter
+from schemas.dead_letters import DeadLetterReason
 from schemas.errors import SchemaError
 from schemas.feedback import FeedbackReceived
 from schemas.model_events import AdapterLoadFailed
@@ -145,17 +146,7 @@ class IntakeLoop:
     def _dead(self, msg: Message, reason: DeadLetterReason, detail: str) -> tuple[Topic, str, Any]:
         self.counts.dead += 1
         self.counts.by_reason[reason.value] = self.counts.by_reason.get(reason.value, 0) + 1
-        key = (msg.key() or b"").decode("utf-8", "replace")
-        letter = dead_letter(
-            msg.value() or b"",
-            reason,
-            detail,
-            source_topic=msg.topic() or "",
-            partition=msg.partition(),
-            offset=msg.offset(),
-            key=key,
-            now=self.clock(),
-        )
+        key, letter = dead_letter_of(msg, reason, detail, self.clock())
         return (Topic.FEEDBACK_DLQ, key, letter)
 
     def take_load_failures(self) -> Sequence[AdapterLoadFailed]:

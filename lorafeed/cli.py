@@ -47,6 +47,12 @@ def _stack_settings(state_dir: Path | None) -> StackSettings:
     return settings.model_copy(update={"state_dir": state_dir}) if state_dir else settings
 
 
+def _platform(state_dir: Path | None) -> PlatformSettings:
+    """Platform settings, with --state-dir (when given) overriding LORAFEED_STATE_DIR."""
+    settings = PlatformSettings()
+    return settings.model_copy(update={"state_dir": state_dir}) if state_dir else settings
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code)
@@ -221,9 +227,7 @@ def search(
     from lorafeed.endpoints import EndpointError, resolve_endpoints
     from lorafeed.search_cli import run_search
 
-    settings = PlatformSettings()
-    if state_dir:
-        settings = settings.model_copy(update={"state_dir": state_dir})
+    settings = _platform(state_dir)
     try:
         endpoints = resolve_endpoints(settings)
     except EndpointError as exc:
@@ -239,10 +243,7 @@ Reason = Annotated[str, typer.Option(help="Why (kept in the pin and the audit tr
 def _adapter_store(state_dir: Path | None) -> Any:
     from lorafeed.adapter_store import AdapterStore
 
-    settings = PlatformSettings()
-    if state_dir:
-        settings = settings.model_copy(update={"state_dir": state_dir})
-    return AdapterStore(settings.adapter_store_root())
+    return AdapterStore(_platform(state_dir).adapter_store_root())
 
 
 def _sender(state_dir: Path | None) -> Any:
@@ -251,9 +252,7 @@ def _sender(state_dir: Path | None) -> Any:
     from lorafeed.kafka_clients import make_producer
     from lorafeed.publish import publish_events
 
-    settings = PlatformSettings()
-    if state_dir:
-        settings = settings.model_copy(update={"state_dir": state_dir})
+    settings = _platform(state_dir)
 
     def send(events: list[Any]) -> None:
         endpoints = resolve_endpoints(settings)

@@ -9,12 +9,14 @@ producer, and manual commits only after a message's effect is durable.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas import TOPICS, Topic, topic_name
+from schemas.dead_letters import DeadLettered, DeadLetterReason, dead_letter
 
 SESSION_TIMEOUT_MS = 6000
 HEARTBEAT_INTERVAL_MS = 1000
@@ -54,6 +56,25 @@ def consumer_config(bootstrap_servers: str, group_id: str, **overrides: Any) -> 
     }
     config.update(overrides)
     return config
+
+
+def dead_letter_of(
+    msg: Message, reason: DeadLetterReason, detail: str, now: datetime
+) -> tuple[str, DeadLettered]:
+    """The dead letter of a consumed message (its bytes, topic, partition, offset and key) and
+    the key to publish it under: the original key, decoded with replacement characters."""
+    key = (msg.key() or b"").decode("utf-8", "replace")
+    letter = dead_letter(
+        msg.value() or b"",
+        reason,
+        detail,
+        source_topic=msg.topic() or "",
+        partition=msg.partition(),
+        offset=msg.offset(),
+        key=key,
+        now=now,
+    )
+    return key, letter
 
 
 def make_producer(bootstrap_servers: str, **overrides: Any) -> Producer:

@@ -21,8 +21,9 @@ import redis.asyncio as aioredis
 from confluent_kafka import Consumer, KafkaException, Message
 from redis.exceptions import RedisError
 
+from lorafeed.kafka_clients import dead_letter_of
 from schemas import Topic, decode, encode, topic_name
-from schemas.dead_letters import DeadLetterReason, dead_letter
+from schemas.dead_letters import DeadLetterReason
 from schemas.errors import SchemaError
 from schemas.model_events import ModelEventBase
 from schemas.transactions import TransactionReceived, TransactionScored
@@ -183,17 +184,7 @@ class ScoringWorker:
 
     async def _dead(self, msg: Message, reason: DeadLetterReason, detail: str) -> None:
         self.dead += 1
-        key = (msg.key() or b"").decode("utf-8", "replace")
-        letter = dead_letter(
-            msg.value() or b"",
-            reason,
-            detail,
-            source_topic=msg.topic() or "",
-            partition=msg.partition(),
-            offset=msg.offset(),
-            key=key,
-            now=self.clock(),
-        )
+        key, letter = dead_letter_of(msg, reason, detail, self.clock())
         await self.publisher.publish(
             topic_name(Topic.FEEDBACK_DLQ, self.prefix), key, encode(letter)
         )
@@ -244,7 +235,12 @@ def main() -> None:
         )
         consumer = make_consumer(endpoints.bootstrap_servers, settings.scorer_group_id)
         worker = ScoringWorker(
-            consumer, registry, contexts, client, publisher, prefix,
+            consumer,
+            registry,
+            contexts,
+            client,
+            publisher,
+            prefix,
             key_prefix=f"{settings.redis_prefix}scored:",  # beside the contexts, one namespace
         )
         follower = EventsFollower.connect(registry, endpoints.bootstrap_servers, node, prefix)
@@ -263,7 +259,10 @@ def main() -> None:
             await asyncio.gather(worker.run(stop), follower.run(stop))
             log.info(
                 "scorer %s stopped: %d scored, %d replayed, %d dead-lettered",
-                node, worker.scored, worker.replayed, worker.dead,
+                node,
+                worker.scored,
+                worker.replayed,
+                worker.dead,
             )
         finally:
             await registry.close()
