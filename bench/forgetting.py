@@ -46,6 +46,7 @@ from forgetting_metrics import (  # a sibling module: run as `python bench/forge
 )
 from stdlib_text import family_sentences
 
+from learner.batches import fresh_per_batch
 from learner.cycle import CycleContext, run_cycle
 from learner.evaluation import Evaluator
 from learner.examples import Example
@@ -121,7 +122,7 @@ def task_for(method: str, args: argparse.Namespace, seed: int, labels: list[str]
     """The task as the method trains it; max_steps fits every new example of one update."""
     lam = 0.0 if method in ("plain", "joint") else args.lam
     ratio = args.replay if method == "ewc+replay" else 0.0
-    per_batch = args.batch_size - round(args.batch_size * ratio)
+    per_batch = fresh_per_batch(args.batch_size, ratio)
     steps = math.ceil(train_size / per_batch) * args.epochs + 1
     return TaskConfig.model_validate({
         "name": TASK_NAME,
@@ -133,7 +134,8 @@ def task_for(method: str, args: argparse.Namespace, seed: int, labels: list[str]
                      "learning_rate": args.lr, "seed": seed, "holdout_percent": args.holdout},
         "ewc": {"lambda": lam, "fisher_samples": args.fisher_samples, "decay": args.decay},
         "replay": {"ratio": ratio, "capacity": 2000},
-        "gate": {"min_gain": 0.0, "max_forgetting": 1.0, "bootstrap_samples": 200},
+        "gate": {"min_gain": 0.0, "max_forgetting": 1.0, "bootstrap_samples": 200,
+                 "min_heldout": 1},
     })
 
 

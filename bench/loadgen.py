@@ -161,7 +161,11 @@ class _Worker:
             record.error = _error_text(data)
             return
         extension = data.get("lorafeed") or {}
-        record.adapter_version = extension.get("adapter_version")
+        version = extension.get("adapter_version")
+        if record.request_id is not None and version != record.adapter_version:
+            # every chunk of one answer must name the one version that produced it
+            record.error = f"one stream named versions {record.adapter_version} and {version}"
+        record.adapter_version = version
         record.request_id = extension.get("request_id")
         for choice in data.get("choices") or ():
             piece = (choice.get("delta") or {}).get("content")
@@ -203,11 +207,12 @@ def _error_text(data: Any) -> str:
 async def generate_load(
     urls: Sequence[str], *, concurrency: int, seconds: float | None = None, mix: Mix | None = None,
     seed: int = 7, api_key: str | None = None, stop: threading.Event | None = None,
-    sink: list[RequestRecord] | None = None, timeout_s: float = 60.0,
+    sink: list[RequestRecord] | None = None, timeout_s: float = 60.0, pause_s: float = 0.0,
 ) -> list[RequestRecord]:
     """Run `concurrency` workers (worker i on urls[i % len(urls)]; with mix.chat_workers, the
     first that many only chat) until `seconds` pass or `stop` is set; records are appended to
-    `sink` (readable live from another thread)."""
+    `sink` (readable live from another thread). `pause_s`: each worker waits that long between
+    answers (0: back to back), for a steady load below saturation."""
     if not urls or concurrency < 1:
         raise ValueError(f"need at least one URL and concurrency >= 1, got {urls!r}, {concurrency}")
     mix = mix or Mix()
@@ -228,6 +233,8 @@ async def generate_load(
                          chat_only)
         while running():
             await worker.once()
+            if pause_s > 0:
+                await asyncio.sleep(pause_s)
 
     try:
         await asyncio.gather(*(loop(i) for i in range(concurrency)))

@@ -3,6 +3,7 @@ thread and the APScheduler tick. `python -m learner` / `lorafeed run learner`.""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -15,13 +16,16 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from learner.coordinator import Coordinator
-from learner.cycle import CycleContext
+from learner.cycle import CycleContext, trainable_kinds
+from learner.errors import VersionTaken
 from learner.intake_loop import IntakeLoop
 from learner.lock import DEFAULT_PREFIX, TaskLock
+from learner.metrics import LearnerMetrics
 from learner.pending import PendingStore
 from learner.settings import LearnerSettings
+from learner.versions import claim_version
 from lorafeed import failpoints
-from lorafeed.adapter_store import AdapterStore
+from lorafeed.adapter_store_s3 import PublishingStore, open_adapter_store
 from lorafeed.endpoints import resolve_endpoints
 from lorafeed.kafka_clients import make_consumer, make_producer
 from lorafeed.models import default_cache_dir
@@ -55,8 +59,13 @@ def main() -> None:
     def send(events: Sequence[tuple[Topic, str, Event | bytes]]) -> None:
         publish_events(producer, prefix, events)
 
+    def claim_restored(task: str, version: str) -> None:
+        # a version pulled back from the remote adapter store is never claimed again
+        with contextlib.suppress(VersionTaken):
+            claim_version(platform.adapter_store_root(), task, version)
+
     ctx = CycleContext(
-        store=AdapterStore(platform.adapter_store_root()),
+        store=open_adapter_store(platform, role="publisher", on_restored=claim_restored),
         pending=pending,
         models_dir=settings.models_dir or default_cache_dir(),
         base_models=dict(catalog.base_models),
@@ -76,7 +85,12 @@ def main() -> None:
     consumer = make_consumer(endpoints.bootstrap_servers, settings.group_id)
     intake = IntakeLoop(consumer, pending, catalog.tasks, send, prefix)
     intake.subscribe()
-    coordinator = Coordinator(catalog.tasks, ctx, locks, intake.take_load_failures)
+    metrics = LearnerMetrics(
+        list(catalog.tasks),
+        lambda name: pending.stats(name, kinds=trainable_kinds(catalog.tasks[name])),
+        ctx.store,
+    )
+    coordinator = Coordinator(catalog.tasks, ctx, locks, on_result=metrics.on_result)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -87,7 +101,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, on_signal)
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(
-        coordinator.tick,
+        metrics.timed(coordinator.tick),
         "interval",
         seconds=settings.check_interval_s,
         max_instances=1,
@@ -95,6 +109,15 @@ def main() -> None:
         next_run_time=datetime.now(UTC),
         id="learner-tick",
     )
+    if isinstance(ctx.store, PublishingStore):  # LORAFEED_ADAPTER_STORE_URL: retry, catch up
+        scheduler.add_job(
+            ctx.store.catch_up,
+            "interval",
+            seconds=settings.check_interval_s,
+            max_instances=1,
+            coalesce=True,
+            id="adapter-store-catch-up",
+        )
     intake_thread = threading.Thread(target=intake.run, args=(stop,), name="intake", daemon=True)
     log.info(
         "learner %s: tasks %s, store %s, data %s",
@@ -103,6 +126,9 @@ def main() -> None:
         ctx.store.root,
         data_dir,
     )
+    if settings.metrics_port is not None:
+        port = metrics.serve(settings.metrics_host, settings.metrics_port)
+        log.info("learner metrics on http://%s:%d/metrics", settings.metrics_host, port)
     intake_thread.start()
     scheduler.start()
     try:

@@ -219,7 +219,7 @@ def plan_batches(
             f"max_steps={max_steps} ratio={ratio}"
         )
     rng = random.Random(seed)
-    replayed = round(batch_size * ratio) if replay else 0
+    replayed = batch_size - fresh_per_batch(batch_size, ratio) if replay else 0
     new_per_batch = batch_size - replayed if train else 0
     if new_per_batch == 0:
         return []
@@ -234,6 +234,12 @@ def plan_batches(
             if len(plan) == max_steps:
                 return plan
     return plan
+
+
+def fresh_per_batch(batch_size: int, ratio: float) -> int:
+    """New examples in each planned batch when replay data exists (the rest is replayed); at
+    least one, so a high ratio on a small batch still makes progress."""
+    return max(1, batch_size - round(batch_size * ratio))
 
 
 def _cycle_shuffled(items: list[Example], rng: random.Random) -> Iterator[Example]:

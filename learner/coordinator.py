@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import redis
@@ -28,9 +28,9 @@ from learner.lock import TaskLock
 from learner.triggers import due
 from learner.watch import RatingStats, judge
 from lorafeed.adapter_store_errors import AdapterStoreError
+from lorafeed.publish import PublishError
 from schemas import Topic, encode
 from schemas.audit import AuditRecorded
-from schemas.model_events import AdapterLoadFailed
 from schemas.tasks import TaskConfig
 
 log = logging.getLogger(__name__)
@@ -78,18 +78,13 @@ class Coordinator:
     tasks: Mapping[str, TaskConfig]
     ctx: CycleContext
     locks: Mapping[str, TaskLock]
-    load_failures: Callable[[], Sequence[AdapterLoadFailed]] = lambda: ()
     on_result: Callable[[CycleResult], None] = lambda result: None
     progress: Callable[[str, int, int], None] | None = None
     _recovered: set[str] = field(default_factory=set)
-    _failed_loads: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def tick(self) -> list[CycleResult]:
         """One pass over the tasks; errors of one task are logged and do not stop the others."""
-        for failure in self.load_failures():
-            self._failed_loads.setdefault(
-                (failure.task, failure.version), f"node {failure.node}: {failure.reason}"
-            )
+        self._resend()
         results = []
         for task in self.tasks.values():
             try:
@@ -101,6 +96,16 @@ class Coordinator:
                 results.append(result)
                 self.on_result(result)
         return results
+
+    def _resend(self) -> None:
+        """Events a broker outage left queued go out at the next tick, not the next update."""
+        try:
+            sent = send_outbox(self.ctx)
+        except (PublishError, OSError) as exc:
+            log.warning("learner: queued events not sent yet (retried next tick): %s", exc)
+            return
+        if sent:
+            log.info("learner: sent %d queued events", sent)
 
     def _tick_task(self, task: TaskConfig) -> CycleResult | None:
         lock = self.locks[task.name]
@@ -141,7 +146,7 @@ class Coordinator:
         if champion is None or store.pinned(task.name) is not None:
             return None
         manifest = store.read_manifest(task.name, champion.version)
-        failed = self._failed_loads.get((task.name, champion.version))
+        failed = self.ctx.pending.load_failure(task.name, champion.version)
         reason = f"nodes failed to load it ({failed})" if failed else None
         if reason is None:
             new = RatingStats(*self.ctx.pending.rating_stats(task.name, champion.version))

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import JsonValue
 
 from learner.announce import publication_events
+from learner.batches import fresh_per_batch
 from learner.evaluation import EvalScores, Evaluator, general_probe_texts
 from learner.examples import Example
 from learner.gate import GateInputs, GateResult, MetricComparison, TargetMetric, decide
@@ -89,12 +90,19 @@ def run_cycle(
     batch = ctx.pending.pending(task.name, limit=limit, kinds=trainable_kinds(task))
     if not batch:
         return None
+    heldout = ctx.pending.heldout(task.name)
+    if len(heldout) < task.gate.min_heldout:
+        log.info(
+            "%s: %d pending examples wait: the held-out pool has %d of the %d the gate needs",
+            task.name, len(batch), len(heldout), task.gate.min_heldout,
+        )  # fmt: skip
+        return None
     examples = [example for example, _ref in batch]
     champion = ctx.store.champion(task.name)
     parent = None if champion is None else ctx.store.verify(task.name, champion.version)
-    parent_dir = None if champion is None else ctx.store.root / task.name / champion.version
     base_dir = resolve_base_model(task.base_model, ctx.models_dir, ctx.base_models)
     base_sha = base_model_sha256(base_dir)
+    parent_dir = _continued_from(task, ctx, parent, base_sha)
     replay = _replay(task, ctx.pending, len(examples))
     with tempfile.TemporaryDirectory(prefix=f"lorafeed-{task.name}-") as scratch:
         outcome = run_update(
@@ -111,8 +119,10 @@ def run_cycle(
             hooks=hooks,
             progress=progress,
         )
+        batch = _trained_only(task.name, batch, outcome)
+        examples = [example for example, _ref in batch]
         pools = gate_pools(
-            ctx.pending.heldout(task.name),
+            heldout,
             {e.domain for e in examples},
             classification=task.kind == "classification",
         )
@@ -130,23 +140,59 @@ def run_cycle(
     )
 
 
+def _continued_from(
+    task: TaskConfig, ctx: CycleContext, parent: AdapterManifest | None, base_sha: str
+) -> Path | None:
+    """The champion's directory to continue from, or None for a fresh adapter: none exists, or
+    the base model, tokenizer or label set changed (a MAJOR bump, where the champion's head,
+    weights and Fisher no longer fit). The gate then compares against the base model."""
+    if parent is None:
+        return None
+    kind = bump_kind(
+        parent, base_model_sha256=base_sha, label_set=task.labels, knowledge_sources=(),
+        data_domains=(),
+    )  # fmt: skip
+    if kind == "major":
+        log.info("%s: base or labels changed since %s: a fresh adapter", task.name, parent.version)
+        return None
+    return ctx.store.root / task.name / parent.version
+
+
+def _trained_only(
+    task: str, batch: list[tuple[Example, Any]], outcome: UpdateOutcome
+) -> list[tuple[Example, Any]]:
+    """The examples the update really trained on: only these are consumed and in the lineage;
+    any the plan left out stay pending for the next update."""
+    kept = [(example, ref) for example, ref in batch if example.example_id in outcome.trained_ids]
+    if len(kept) < len(batch):
+        log.warning(
+            "%s: %d of %d examples did not fit this update's steps; they stay pending",
+            task,
+            len(batch) - len(kept),
+            len(batch),
+        )
+    return kept
+
+
 def trainable_kinds(task: TaskConfig) -> set[str]:
     """Example kinds an update of `task` trains on (others wait, e.g. preferences without DPO)."""
     return TRAINABLE[task.kind] | ({"preference"} if task.training.preference_loss else set())
 
 
 def step_budget(task: TaskConfig) -> int:
-    """How many new examples one update can train on: its optimizer steps' slots, less the
-    replay share, spread over its epochs (examples beyond it wait for the next update)."""
+    """How many new examples one update can train on: its optimizer steps' new-example slots
+    (as `plan_batches` fills them) spread over its epochs; the rest wait for the next update."""
     settings = task.training
-    slots = settings.max_steps * settings.batch_size * (1.0 - task.replay.ratio)
-    return max(1, int(slots // settings.epochs))
+    slots = settings.max_steps * fresh_per_batch(settings.batch_size, task.replay.ratio)
+    return max(1, slots // settings.epochs)
 
 
 def _replay(task: TaskConfig, pending: PendingStore, new: int) -> list[Example]:
     ratio = task.replay.ratio
     wanted = int(round(new * ratio / (1.0 - ratio))) if ratio > 0 else 0
-    return pending.replay_sample(task.name, wanted, task.training.seed) if wanted else []
+    sample = pending.replay_sample(task.name, wanted, task.training.seed) if wanted else []
+    labels = set(task.labels or ())  # a label dropped from the set is no longer trainable
+    return [e for e in sample if e.kind != "label" or e.label in labels]
 
 
 def _judge(

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from learner.errors import EwcStateError, FisherError
+from learner.fisher_linear import linear_squared_grads
 
 Batch = Mapping[str, Tensor]
 """Model inputs; every tensor has the same leading batch dimension [B, ...]."""
@@ -28,7 +29,7 @@ Batch = Mapping[str, Tensor]
 LossFn = Callable[[nn.Module, Batch], Tensor]
 """The mean loss of a batch, a scalar []; called with batches of one sample for the Fisher."""
 
-FisherStrategy = Literal["auto", "vmap", "loop"]
+FisherStrategy = Literal["auto", "vmap", "loop", "linear"]
 
 EWC_FORMAT: Final = "lorafeed-ewc-1"
 _FISHER_PREFIX: Final = "fisher/"
@@ -61,7 +62,9 @@ def fisher_diagonal(
     Reads batches until `max_samples` samples are used (a batch is cut to fit). The model runs
     in eval mode (no dropout) and is restored after; `.grad` fields are left untouched. "auto"
     uses `torch.func` (vmap over per-sample grads) and falls back to a per-sample loop for a
-    model that vmap cannot trace (e.g. data-dependent control flow); "vmap" refuses to fall back.
+    model that vmap cannot trace (e.g. data-dependent control flow); "vmap" refuses to fall back;
+    "linear" rebuilds per-sample grads of nn.Linear parameters from one batched backward
+    (`learner.fisher_linear`: the loss must be a mean of per-sample losses, masks are fine).
     Result tensors are float32 with the shapes of `params`.
     """
     _check_fisher_args(model, params, max_samples)
@@ -134,6 +137,8 @@ def _squared_grads(
     strategy: FisherStrategy,
 ) -> tuple[dict[str, Tensor], bool]:
     """Sum over the batch of squared per-sample gradients, and whether vmap is still usable."""
+    if strategy == "linear":
+        return linear_squared_grads(model, batch, loss_fn, params), False
     if use_vmap:
         try:
             return _vmap_squared_grads(model, batch, loss_fn, params), True

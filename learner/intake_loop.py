@@ -60,9 +60,7 @@ class IntakeLoop:
         self.consumer, self.pending, self.tasks = consumer, pending, tasks
         self.send, self.prefix, self.batch, self.clock = send, prefix, batch, clock
         self.counts = IntakeCounts()
-        self.load_failures: list[AdapterLoadFailed] = []
         self._logical = {topic_name(t, prefix): t for t in INTAKE_TOPICS}
-        self._lock = threading.Lock()
 
     def subscribe(self) -> None:
         self.consumer.subscribe(list(self._logical))
@@ -106,9 +104,9 @@ class IntakeLoop:
             return self._feedback(msg, event, ref)
         if isinstance(event, RecordCleaned):
             self._record(event, ref)
-        elif isinstance(event, AdapterLoadFailed):
-            with self._lock:
-                self.load_failures.append(event)
+        elif isinstance(event, AdapterLoadFailed) and self.pending.load_failure_add(
+            event.task, event.version, event.node, event.reason
+        ):
             self.counts.load_failures += 1
         return []
 
@@ -148,9 +146,3 @@ class IntakeLoop:
         self.counts.by_reason[reason.value] = self.counts.by_reason.get(reason.value, 0) + 1
         key, letter = dead_letter_of(msg, reason, detail, self.clock())
         return (Topic.FEEDBACK_DLQ, key, letter)
-
-    def take_load_failures(self) -> Sequence[AdapterLoadFailed]:
-        """Load failures seen since the last call (the scheduler's online watch reads them)."""
-        with self._lock:
-            taken, self.load_failures = self.load_failures, []
-        return taken

@@ -338,6 +338,17 @@ class PendingStore:
         with self._lock:
             return pending_labels.rating_stats(self._conn, task, version)
 
+    def load_failure_add(self, task: str, version: str, node: str, reason: str) -> bool:
+        """Record a node's report that it could not load `task@version` (durable: the online
+        watch acts on it even after a restart or a standby takeover). True if new."""
+        with self._tx() as conn:
+            return pending_labels.load_failure_add(conn, task, version, node, reason, self._clock())
+
+    def load_failure(self, task: str, version: str) -> str | None:
+        """The first reported failure to load `task@version`, if any."""
+        with self._lock:
+            return pending_labels.load_failure(self._conn, task, version)
+
 
 def _kinds_filter(kinds: Collection[str] | None) -> tuple[str, tuple[str, ...]]:
     """An SQL condition (and its arguments) keeping only examples of `kinds` (None: all)."""

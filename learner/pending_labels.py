@@ -163,3 +163,25 @@ def rating_stats(conn: sqlite3.Connection, task: str, version: str | None) -> tu
         (task, version),
     ).fetchone()
     return int(row[0]), int(row[1])
+
+
+def load_failure_add(
+    conn: sqlite3.Connection, task: str, version: str, node: str, reason: str, now: float
+) -> bool:
+    """Remember that `node` could not load `task@version` (its first report kept). True if new."""
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO load_failures (task, version, node, reason, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (task, version, node, reason[:2000], now),
+    )
+    return cur.rowcount == 1
+
+
+def load_failure(conn: sqlite3.Connection, task: str, version: str) -> str | None:
+    """The first reported failure to load `task@version` ("node N: reason"), if any."""
+    row = conn.execute(
+        "SELECT node, reason FROM load_failures WHERE task = ? AND version = ?"
+        " ORDER BY created_at, node LIMIT 1",
+        (task, version),
+    ).fetchone()
+    return None if row is None else f"node {row[0]}: {row[1]}"

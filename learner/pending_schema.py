@@ -100,6 +100,14 @@ CREATE TABLE IF NOT EXISTS ratings (
     PRIMARY KEY (task, request_id)
 );
 CREATE INDEX IF NOT EXISTS ratings_version ON ratings (task, version);
+CREATE TABLE IF NOT EXISTS load_failures (
+    task TEXT NOT NULL,
+    version TEXT NOT NULL,
+    node TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (task, version, node)
+);
 """
 
 

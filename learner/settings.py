@@ -37,3 +37,13 @@ class LearnerSettings(BaseSettings):
     eval_match: bool = Field(
         default=False, description="Also compute the greedy-answer match metric (slow on CPU)."
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Prometheus /metrics port (None: no server; 0 picks a free port).",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the /metrics server binds (0.0.0.0 in a container).",
+    )

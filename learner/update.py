@@ -32,6 +32,7 @@ from learner.dpo import DpoHook
 from learner.errors import EwcStateError, TrainingError
 from learner.ewc import (
     Batch,
+    FisherStrategy,
     anchor_from,
     ewc_penalty,
     fisher_diagonal,
@@ -94,6 +95,7 @@ class UpdateOutcome:
     ewc_penalty: float | None
     seconds: float
     target_modules: list[str]
+    trained_ids: frozenset[str] = frozenset()  # new (not replayed) examples the steps used
 
 
 class _CrashPoint(BaseHook):
@@ -156,6 +158,7 @@ def run_update(
         ewc_penalty=_final_penalty(ewc, params),
         seconds=time.monotonic() - started,
         target_modules=targets,
+        trained_ids=_trained_ids(inputs.train, plan, dpo, total, settings.batch_size),
     )
 
 
@@ -220,13 +223,22 @@ class _Encoder:
             yield self.to_device(collate(items, self.pad_id))
 
     def fisher_batches(self, examples: Sequence[Example], size: int) -> Iterator[Batch]:
-        """Batches without attention_mask, which vmap cannot trace in sdpa attention: causal LMs
-        use right padding (pads never precede a real token); classification goes one by one."""
-        if self.task.kind == "classification":
-            size = 1  # no padding, so no mask needed for a bidirectional encoder
-        for start in range(0, len(examples), size):
-            items = [self.encoded(example) for example in examples[start : start + size]]
-            yield self.to_device(collate(items, self.pad_id, attention_mask=False))
+        """Fisher batches. Causal LMs go without attention_mask, which vmap cannot trace in sdpa
+        attention (right padding: pads never precede a real token); classification keeps its
+        mask, for the batched nn.Linear strategy (`fisher_strategy`)."""
+        items = [self.encoded(example) for example in examples]
+        masked = self.task.kind == "classification"
+        if masked:  # similar lengths together: less padding (the Fisher is a mean, order-free)
+            items.sort(key=lambda item: len(item.input_ids))
+        for start in range(0, len(items), size):
+            yield self.to_device(
+                collate(items[start : start + size], self.pad_id, attention_mask=masked)
+            )
+
+    def fisher_strategy(self) -> FisherStrategy:
+        """Classification's loss is a mean of per-sample cross-entropies, which the nn.Linear
+        strategy needs; causal-LM loss is a token mean, so it uses vmap (or the loop)."""
+        return "linear" if self.task.kind == "classification" else "auto"
 
 
 def _ewc_hook(
@@ -247,6 +259,24 @@ def _ewc_hook(
             f"only stored {only_stored}, only in the model {only_model}"
         )
     return EwcHook(anchor_from(params), fisher, task.ewc.lambda_)
+
+
+def _trained_ids(
+    train: Sequence[Example],
+    plan: list[list[Example]],
+    dpo: DpoHook | None,
+    steps: int,
+    pair_batch_size: int,
+) -> frozenset[str]:
+    """Ids of `train` examples some step used: planned plain ones, and preference pairs in the
+    pair batches the DPO hook reached (it takes batch `step % len(batches)` at each step)."""
+    wanted = {e.example_id for e in train}
+    used = {e.example_id for step in plan for e in step} & wanted
+    if dpo is not None:
+        pairs = [e for e in train if e.kind == "preference"]
+        reached = min(steps, len(dpo.pair_batches))
+        used |= {e.example_id for e in pairs[: reached * pair_batch_size]}
+    return frozenset(used)
 
 
 def _dpo_hook(task: TaskConfig, train: Sequence[Example], encode: _Encoder) -> DpoHook | None:
@@ -303,6 +333,7 @@ def _write_outputs(
             loss_fn_for(task),
             params,
             task.ewc.fisher_samples,
+            strategy=encode.fisher_strategy(),
         )
     combined = online_fisher(ewc.fisher if ewc else None, fisher, task.ewc.decay)
     save_ewc_state(out_dir / EWC_STATE_NAME, combined, anchor_from(params))

@@ -16,12 +16,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from learner.announce import rollback_event
+from learner.announce import event_id, rollback_event
+from lorafeed.adapter_pointers import Champion
 from lorafeed.adapter_store import AdapterStore
 from lorafeed.adapter_store_errors import AdapterStoreError
 from schemas import Event, Topic
 from schemas.audit import AuditRecorded
 from schemas.manifest import AdapterManifest, manifest_sha256
+from schemas.model_events import AdapterPromoted, ModelEventBase
 from schemas.version import Version
 
 Sender = Callable[[list[tuple[Topic, str, Event]]], None]
@@ -135,13 +137,37 @@ def rollback(store: AdapterStore, task: str, to_version: str | None, actor: str,
 
 def pin(store: AdapterStore, task: str, version: str, actor: str, reason: str, send: Sender,
         console: Console) -> int:
-    """Pin `task` at `version` (it becomes the champion; the learner will not replace it)."""
+    """Pin `task` at `version` (it becomes the champion; the learner will not replace it). When
+    that moves the champion, nodes are told on `model.events` (as a manual rollback event: they
+    re-read the pointer), so they switch now rather than at their next restart."""
+    before = store.champion(task)
     store.pin(task, version, actor, reason)
+    after = store.champion(task)
     now = datetime.now(UTC)
     console.print(f"{task}: pinned at {version} by {actor}")
-    send([(Topic.AUDIT_EVENTS, task,
-           _audit(actor, "adapter.pin", task, version, {"reason": reason}, now))])
+    events: list[tuple[Topic, str, Any]] = []
+    moved = _pin_event(task, before, after, f"pinned at {version} by {actor}: {reason}", now)
+    if moved is not None:
+        events.append((Topic.MODEL_EVENTS, task, moved))
+    events.append((Topic.AUDIT_EVENTS, task,
+                   _audit(actor, "adapter.pin", task, version, {"reason": reason}, now)))
+    send(events)
     return 0
+
+
+def _pin_event(task: str, before: Champion | None, after: Champion | None, note: str,
+               now: datetime) -> ModelEventBase | None:
+    """The model event telling nodes a pin moved the champion: a manual rollback event from a
+    version, or a promotion when the task was on its base model; None if nothing moved."""
+    if after is None or (before is not None and before.version == after.version):
+        return None  # a pin at the base model comes only from rollback, which announces itself
+    if before is not None:
+        return rollback_event(task, before.version, after.version, after.manifest_sha256, note,
+                              automatic=False, now=now)
+    return AdapterPromoted(
+        schema_version=1, event_id=event_id(task, after.version, "pinned", now.isoformat()),
+        task=task, occurred_at=now, version=after.version, manifest_sha256=after.manifest_sha256,
+    )
 
 
 def unpin(store: AdapterStore, task: str, actor: str, send: Sender, console: Console) -> int:

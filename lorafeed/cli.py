@@ -32,6 +32,8 @@ adapters_app = typer.Typer(help="Adapter versions: list, show, diff, rollback, p
 app.add_typer(adapters_app, name="adapters")
 review_app = typer.Typer(help="Labels whose annotators disagree.", no_args_is_help=True)
 app.add_typer(review_app, name="review")
+docs_app = typer.Typer(help="Generated documentation (docs/).", no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
 
 # Piped output (CI logs, `make demo | tee`) gets a width that keeps tables readable.
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -144,18 +146,58 @@ def models_prepare(
 
 @app.command("demo")
 def demo(
-    state_dir: StateDir = None,
-    keep: Annotated[bool, typer.Option(help="Leave the stack running afterwards.")] = False,
+    state_dir: Annotated[Path | None, typer.Option(
+        "--state-dir", help="The demo's own dir, wiped at start (default .lorafeed/demo).")] = None,
+    keep: Annotated[bool, typer.Option(help="Leave the stack and services running.")] = False,
+    quick: Annotated[bool, typer.Option(help="A shortened scenario (the e2e test's).")] = False,
+    report: Annotated[Path | None, typer.Option(
+        help="Where to write the HTML report (default <state-dir>/report.html).")] = None,
 ) -> None:
-    """Start the embedded stack, publish a sample of every event and read it back."""
-    from lorafeed.demo import DemoError, run_demo
+    """The whole loop: knowledge in, answers and scores out, feedback in, better adapters live."""
+    from lorafeed.demo import DEFAULT_DIR, DemoError, DemoOptions, run_demo
 
+    options = DemoOptions(state_dir=state_dir or DEFAULT_DIR, quick=quick, keep=keep,
+                          report=report)
     try:
-        ok = run_demo(_stack_settings(state_dir), console, keep_stack=keep)
+        run_demo(options, console)
     except DemoError as exc:
         raise _fail(str(exc)) from exc
-    if not ok:
-        raise typer.Exit(1)
+
+
+@app.command("up")
+def up(
+    state_dir: StateDir = None,
+    port: Annotated[int, typer.Option(help="First serving node's port.")] = 8001,
+    nodes: Annotated[int, typer.Option(min=1, max=16, help="Serving nodes (ports port, "
+                                                           "port+1, ...).")] = 2,
+    tasks_file: Annotated[Path, typer.Option(help="The task catalog.")] = Path(
+        "config/tasks.toml"),
+) -> None:
+    """The stack and every service under a supervisor, until Ctrl-C (then all stopped by pid)."""
+    from lorafeed.up import UpError, run_up
+
+    if not tasks_file.is_file():
+        raise _fail(f"task catalog {tasks_file} does not exist", 2)
+    try:
+        code = run_up(_stack_settings(state_dir), tasks_file,
+                      tuple(range(port, port + nodes)), console)
+    except UpError as exc:
+        raise _fail(str(exc)) from exc
+    raise typer.Exit(code)
+
+
+@app.command("down")
+def down(state_dir: StateDir = None) -> None:
+    """Stop, by pid, the services and the stack that `lorafeed up` started."""
+    from lorafeed.lifecycle import SupervisorError
+    from lorafeed.stack import StackError
+    from lorafeed.up import run_down
+
+    try:
+        stopped = run_down(_stack_settings(state_dir))
+    except (SupervisorError, StackError) as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
 @run_app.command("streams", context_settings={"allow_extra_args": True,
@@ -194,6 +236,35 @@ def run_scorer() -> None:
     from serving.scoring_worker import main as scorer_main
 
     scorer_main()
+
+
+@app.command("dashboard")
+def dashboard(
+    port: Annotated[int | None, typer.Option(help="HTTP port (default 8090).")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    node: Annotated[list[str] | None, typer.Option(
+        "--node", help="A serving node's base URL (repeat for each node).")] = None,
+    streams_metrics: Annotated[list[str] | None, typer.Option(
+        "--streams-metrics", help="A streams worker's /metrics URL (repeatable).")] = None,
+    learner_metrics: Annotated[list[str] | None, typer.Option(
+        "--learner-metrics", help="A learner's /metrics URL (repeatable).")] = None,
+    refresh: Annotated[float | None, typer.Option(help="Seconds between refreshes.")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """A live web page: topic lag, records, feedback, versions, nodes, latency (settings:
+    LORAFEED_DASHBOARD_*)."""
+    from pydantic import ValidationError
+
+    from lorafeed.dashboard import main as dashboard_main
+    from lorafeed.dashboard_settings import DashboardSettings
+
+    given = {"port": port, "host": host, "nodes": node, "streams_metrics": streams_metrics,
+             "learner_metrics": learner_metrics, "refresh_s": refresh}
+    try:
+        settings = DashboardSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        raise _fail(f"dashboard settings: {exc}", 2) from exc
+    dashboard_main(settings, _platform(state_dir), announce=console.print)
 
 
 @app.command("ingest")
@@ -241,9 +312,9 @@ Reason = Annotated[str, typer.Option(help="Why (kept in the pin and the audit tr
 
 
 def _adapter_store(state_dir: Path | None) -> Any:
-    from lorafeed.adapter_store import AdapterStore
+    from lorafeed.adapter_store_s3 import open_adapter_store
 
-    return AdapterStore(_platform(state_dir).adapter_store_root())
+    return open_adapter_store(_platform(state_dir), role="publisher")
 
 
 def _sender(state_dir: Path | None) -> Any:
@@ -371,6 +442,28 @@ def review_resolve(task: str, item: str, label: str, actor: Actor = None,
     from lorafeed.review_cli import run_review_resolve
 
     raise typer.Exit(run_review_resolve(task, item, label, actor, state_dir, console))
+
+
+DocsCheck = Annotated[bool, typer.Option("--check", help="Only compare; exit 1 on drift.")]
+
+
+@docs_app.command("config")
+def docs_config(path: Annotated[Path, typer.Argument()] = Path("docs/configuration.md"),
+                check: DocsCheck = False) -> None:
+    """Write the configuration reference, generated from the settings classes."""
+    from lorafeed.config_docs import REGENERATE, render, sync_file
+
+    raise typer.Exit(sync_file(path, render(), check=check, command=REGENERATE))
+
+
+@docs_app.command("contracts")
+def docs_contracts(path: Annotated[Path, typer.Argument()] = Path("docs/contracts.md"),
+                   check: DocsCheck = False) -> None:
+    """Write the event contracts reference, generated from schemas/ and the samples."""
+    from lorafeed.config_docs import sync_file
+    from lorafeed.contract_docs import REGENERATE, render
+
+    raise typer.Exit(sync_file(path, render(), check=check, command=REGENERATE))
 
 
 def main() -> None:

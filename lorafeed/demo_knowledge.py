@@ -1,145 +1,97 @@
-"""The demo's knowledge step: a streams worker (run by the supervisor) indexes a seeded Chinese
-and English support knowledge base published through Kafka, then a few searches show it."""
+"""The demo's knowledge step: a seeded Chinese and English support knowledge base (HTML pages,
+duplicates, PII) and a few malformed payloads go to records.raw through Kafka; the supervised
+streams worker cleans, pseudonymizes, deduplicates and indexes them; the demo follows
+records.clean / records.indexed / records.dlq until every record is accounted for."""
 
 from __future__ import annotations
 
-import sys
 import time
-import uuid
-from collections.abc import Sequence
-from pathlib import Path
+from collections import Counter
 
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from lorafeed.corpus import LabelledQuery, generate_corpus
-from lorafeed.embedder import SentenceEmbedder
+from lorafeed.corpus import Corpus, generate_corpus
+from lorafeed.demo_plan import Scenario
+from lorafeed.demo_results import IngestResult
+from lorafeed.demo_watch import TopicWatcher
 from lorafeed.ingest import RecordProducer
-from lorafeed.kafka_clients import make_consumer
-from lorafeed.knowledge import KnowledgeBase, KnowledgeConfig
-from lorafeed.retrieval import Retriever
-from lorafeed.stack import StackState
-from lorafeed.stores import make_milvus
-from lorafeed.supervisor import ServiceSpec, Supervisor
-from schemas import DeadLettered, RecordIndexed, Topic, decode, topic_name
+from lorafeed.kafka_clients import make_producer
+from schemas import Topic, topic_name
 
-ROOT = Path(__file__).resolve().parents[1]
-COLLECTION = "knowledge"
+INGEST_TIMEOUT_S = 300.0
 
 
-class KnowledgeStepError(RuntimeError):
-    """The worker did not index the demo corpus in time."""
-
-
-def feed_knowledge(state: StackState, state_dir: Path, console: Console, records: int = 60) -> None:
-    """Publish a seeded corpus, let a real streams worker index it, and search it."""
-    supervisor = Supervisor(state_dir / "demo-services")
-    supervisor.add(
-        ServiceSpec(
-            "streams",
-            [sys.executable, "-m", "streams"],
-            cwd=ROOT,
-            env={
-                "LORAFEED_STATE_DIR": str(state_dir),
-                "STREAMS_COLLECTION": COLLECTION,
-                "HF_HUB_OFFLINE": "1",
-                "TRANSFORMERS_OFFLINE": "1",
-            },
-        )
-    )
-    supervisor.start_all()
-    try:
-        corpus = generate_corpus(records, seed=42)
-        assert state.bootstrap_servers
-        with RecordProducer(state.bootstrap_servers, state.topic_prefix) as producer:
-            for record in corpus.records:
-                producer.send(record)
-            report = producer.flush()
-        console.print(
-            f"published {report.acked} records (Chinese and English, HTML, duplicates, "
-            "PII) to records.raw; the worker starts and indexes them"
-        )
-        indexed, dead = _follow(state, {r["record_id"] for r in corpus.records}, console)
-        _summary(indexed, dead, console)
-        _searches(
-            state,
-            [q for q in corpus.queries if q.lang == "zh"][:1]
-            + [q for q in corpus.queries if q.lang == "en"][:1],
-            console,
-        )
-    finally:
-        supervisor.stop_all()
-
-
-def _follow(
-    state: StackState, ids: set[str], console: Console, timeout_s: float = 300
-) -> tuple[dict[str, RecordIndexed], dict[str, DeadLettered]]:
-    assert state.bootstrap_servers
-    consumer = make_consumer(state.bootstrap_servers, f"demo-{uuid.uuid4().hex[:8]}")
-    consumer.subscribe(
-        [
-            topic_name(Topic.RECORDS_INDEXED, state.topic_prefix),
-            topic_name(Topic.RECORDS_DLQ, state.topic_prefix),
-        ]
-    )
-    indexed: dict[str, RecordIndexed] = {}
-    dead: dict[str, DeadLettered] = {}
-    deadline = time.monotonic() + timeout_s
+def ingest_corpus(bootstrap: str, prefix: str, watcher: TopicWatcher, scenario: Scenario,
+                  console: Console) -> tuple[Corpus, IngestResult]:
+    """Publish the corpus and the malformed payloads; wait until the worker handled them."""
+    began = time.monotonic()
+    corpus = generate_corpus(scenario.records, seed=42)
+    with RecordProducer(bootstrap, prefix) as producer:
+        for record in corpus.records:
+            producer.send(record)
+        acked = producer.flush().acked
+    raw = make_producer(bootstrap)
+    for n, payload in enumerate(scenario.malformed):
+        raw.produce(topic_name(Topic.RECORDS_RAW, prefix), key=f"malformed-{n}", value=payload)
+    if raw.flush(30):
+        raise RuntimeError("the broker did not acknowledge the malformed payloads in 30 s")
+    console.print(f"published {acked} records ({_mix(corpus)}) and {len(scenario.malformed)} "
+                  "malformed payloads to records.raw", highlight=False)
+    ids = {record["record_id"] for record in corpus.records}
+    expected = len(ids) + len(scenario.malformed)
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("indexing", total=len(ids))
-        try:
-            while len(ids & (set(indexed) | set(dead))) < len(ids):
-                if time.monotonic() > deadline:
-                    raise KnowledgeStepError(
-                        f"only {len(indexed)} of {len(ids)} records indexed after {timeout_s:.0f} s"
-                    )
-                msg = consumer.poll(0.2)
-                if msg is None or msg.error():
-                    continue
-                if msg.topic().endswith(Topic.RECORDS_DLQ):
-                    letter = decode(Topic.RECORDS_DLQ, msg.value())
-                    dead[letter.key or ""] = letter
-                else:
-                    event = decode(Topic.RECORDS_INDEXED, msg.value())
-                    indexed[event.record_id] = event
-                progress.update(task, completed=len(ids & (set(indexed) | set(dead))))
-        finally:
-            consumer.close()
-    # Earlier steps' sample records are on the same topic: report the corpus only.
-    return (
-        {k: v for k, v in indexed.items() if k in ids},
-        {k: v for k, v in dead.items() if k in ids},
+        bar = progress.add_task("streams worker: clean > pseudonymize > dedup > embed > Milvus",
+                                total=expected)
+
+        def handled() -> int:
+            done = {e.record_id for e in watcher.events(Topic.RECORDS_INDEXED)} & ids
+            return len(done) + len(watcher.events(Topic.RECORDS_DLQ))
+
+        def tick() -> None:
+            progress.update(bar, completed=handled())
+
+        watcher.wait(lambda: True if handled() >= expected else None, INGEST_TIMEOUT_S,
+                     f"the streams worker to handle {expected} records", tick)
+    result = _result(corpus, watcher, len(scenario.malformed), time.monotonic() - began)
+    console.print(ingest_table(result))
+    return corpus, result
+
+
+def _mix(corpus: Corpus) -> str:
+    html = sum(1 for r in corpus.records if r["content_type"] == "text/html")
+    zh = sum(1 for lang in corpus.languages.values() if lang == "zh")
+    dups = len(corpus.exact_duplicates) + len(corpus.near_duplicates)
+    pii = sum(1 for values in corpus.pii.values() if values)
+    return f"{html} HTML, {zh} Chinese, {dups} duplicates, {pii} with PII"
+
+
+def _result(corpus: Corpus, watcher: TopicWatcher, malformed: int,
+            seconds: float) -> IngestResult:
+    ids = {record["record_id"] for record in corpus.records}
+    indexed = [e for e in watcher.events(Topic.RECORDS_INDEXED) if e.record_id in ids]
+    pii: Counter[str] = Counter()
+    for cleaned in watcher.events(Topic.RECORDS_CLEAN):
+        if cleaned.record_id in ids:
+            pii.update(cleaned.pii_replaced)
+    reasons = Counter(str(letter.reason) for letter in watcher.events(Topic.RECORDS_DLQ))
+    aliases = sum(1 for e in indexed if e.duplicate_of)
+    return IngestResult(
+        published=len(ids), malformed=malformed, indexed=len(indexed) - aliases,
+        aliases=aliases, chunks=sum(e.chunk_count for e in indexed),
+        dead_letters=dict(sorted(reasons.items())), pii=dict(sorted(pii.items())),
+        seconds=seconds,
     )
 
 
-def _summary(
-    indexed: dict[str, RecordIndexed], dead: dict[str, DeadLettered], console: Console
-) -> None:
-    table = Table(title="records.indexed / records.dlq")
-    for column in ("indexed", "chunks", "duplicates (aliases)", "dead-lettered", "reasons"):
+def ingest_table(result: IngestResult) -> Table:
+    table = Table(title="knowledge base: records.raw -> Milvus")
+    for column in ("published", "indexed", "chunks", "duplicates (aliases)", "PII replaced",
+                   "dead letters (reason)", "seconds"):
         table.add_column(column, justify="right")
-    aliases = sum(1 for event in indexed.values() if event.duplicate_of)
-    table.add_row(
-        str(len(indexed) - aliases),
-        str(sum(e.chunk_count for e in indexed.values())),
-        str(aliases),
-        str(len(dead)),
-    )
-    console.print(table)
-
-
-def _searches(state: StackState, queries: Sequence[LabelledQuery], console: Console) -> None:
-    milvus = state.url("milvus")
-    assert milvus
-    retriever = Retriever(
-        KnowledgeBase(make_milvus(milvus), KnowledgeConfig(COLLECTION)), SentenceEmbedder()
-    )
-    for query in queries:
-        table = Table(title=f"lorafeed search {query.text!r}")
-        for column in ("#", "record", "text"):
-            table.add_column(column)
-        for rank, hit in enumerate(retriever.search(query.text, top_k=3), 1):
-            snippet = " ".join(hit.text.split())[:90]
-            table.add_row(str(rank), hit.record_id, snippet)
-        console.print(table)
+    pii = ", ".join(f"{kind} {n}" for kind, n in result.pii.items()) or "0"
+    dead = ", ".join(f"{reason} {n}" for reason, n in result.dead_letters.items()) or "0"
+    table.add_row(f"{result.published} + {result.malformed} malformed", str(result.indexed),
+                  str(result.chunks), str(result.aliases), pii, dead, f"{result.seconds:.0f}")
+    return table

@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from lorafeed.privacy import redact
 from schemas import TOPICS, Topic, topic_name
 from schemas.dead_letters import DeadLettered, DeadLetterReason, dead_letter
 
@@ -62,12 +63,14 @@ def dead_letter_of(
     msg: Message, reason: DeadLetterReason, detail: str, now: datetime
 ) -> tuple[str, DeadLettered]:
     """The dead letter of a consumed message (its bytes, topic, partition, offset and key) and
-    the key to publish it under: the original key, decoded with replacement characters."""
-    key = (msg.key() or b"").decode("utf-8", "replace")
+    the key to publish it under: the original key, decoded with replacement characters. The
+    human-readable fields (detail, key) have raw PII redacted: details echo bad input, and
+    only the original bytes may keep it (invariant 7)."""
+    key = redact((msg.key() or b"").decode("utf-8", "replace"))
     letter = dead_letter(
         msg.value() or b"",
         reason,
-        detail,
+        redact(detail),
         source_topic=msg.topic() or "",
         partition=msg.partition(),
         offset=msg.offset(),

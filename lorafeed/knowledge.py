@@ -141,15 +141,29 @@ class KnowledgeBase:
             if not self.client.has_collection(self.name):
                 if not create:
                     raise KnowledgeSchemaError(f"collection {self.name!r} does not exist")
-                self.client.create_collection(
-                    self.name,
-                    schema=collection_schema(self.config.dim, self.config.bm25_mode),
-                    index_params=index_params(
-                        self.client, self.config.hnsw_m, self.config.hnsw_ef_construction
-                    ),
-                )
+                self._create()
             check_schema(self.client, self.name, self.config.dim)
             self._ensure_loaded()
+
+    def _create(self, race_wait_s: float = 30.0) -> None:
+        """Create the collection. Several writers starting on a fresh collection race here: a
+        loser's create fails ("already exists", or Milvus Lite's "File exists" while the winner
+        is still at it); once the collection shows up, the loser uses it (the schema check
+        follows), instead of failing its start-up."""
+        try:
+            self.client.create_collection(
+                self.name,
+                schema=collection_schema(self.config.dim, self.config.bm25_mode),
+                index_params=index_params(
+                    self.client, self.config.hnsw_m, self.config.hnsw_ef_construction
+                ),
+            )
+        except MilvusException:
+            deadline = time.monotonic() + race_wait_s
+            while not self.client.has_collection(self.name):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def drop(self) -> None:
         """Drop the collection and everything in it (tests, scratch benchmarks)."""

@@ -212,6 +212,7 @@ def _segment_regex(token_format: str) -> str:
 # rules can run on a folded copy at the same offsets; only full-width digits, letters, @ or +
 # make folding worth it.
 _FULL_WIDTH: Final = re.compile("[\uff0b\uff10-\uff19\uff20-\uff3a\uff41-\uff5a]")
+_TRAILING_GROUP: Final = re.compile(r"[ -][0-9]{1,4}$")
 _FOLD_WIDTH: Final = {0xFF01 + i: 0x21 + i for i in range(94)} | {0x3000: 0x20}
 # Called with (kind, normalized value, raw match); returns the replacement text.
 _Replace = Callable[[str, str, str], str]
@@ -288,6 +289,13 @@ class _Scanner:
                 return raw
             kind = self._kinds[name]
             value = _NORMALIZERS[kind](raw)
+            if value is None and kind == "bank_card":
+                # "4111 1111 1111 1111 2 items": the optional last group took a digit that is
+                # not the card's; the card without it is still a card
+                head = _TRAILING_GROUP.sub("", raw)
+                card = _card(head) if head != raw else None
+                if card is not None:
+                    return replace(kind, card, head) + raw[len(head):]
             if value is None:
                 index = self._index[name]
                 return self._tails[index].sub(self._hit_handler(index, replace), raw)
@@ -362,3 +370,17 @@ def contains_raw_pii(text: str, config: PrivacyConfig | None = None) -> list[str
 
     scanner.run(text, record)
     return sorted(found)
+
+
+def redact(text: str, keep: Callable[[str, str], bool] | None = None) -> str:
+    """`text` with every detected value replaced by its kind alone (`[EMAIL]`), no key needed;
+    `keep(kind, raw)` may spare a value (e.g. a loopback address in a log line).
+
+    For human-readable text written where no pseudonymizer is at hand (dead-letter details and
+    keys echoing bad input, log lines); detection is exactly that of `Pseudonymizer`.
+    """
+
+    def replace(kind: str, _value: str, raw: str) -> str:
+        return raw if keep is not None and keep(kind, raw) else f"[{kind.upper()}]"
+
+    return _default_scanner().run(text, replace)

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -214,6 +215,9 @@ def _csv_record(
             except ValueError as exc:
                 return Bad(line_no, RejectReason.INVALID_FIELD,
                            cut_detail(f"column 'metadata' is not JSON: {exc} (got {cell[:60]!r})"))
+            except RecursionError:  # a nesting bomb in one cell must not stop the whole file
+                return Bad(line_no, RejectReason.TOO_LARGE,
+                           "column 'metadata' nests JSON too deeply (Python's recursion limit)")
             if not isinstance(metadata, dict):
                 detail = f"column 'metadata' must be a JSON object, got {cell[:60]!r}"
                 return Bad(line_no, RejectReason.INVALID_FIELD, cut_detail(detail))
@@ -272,6 +276,13 @@ def _file_record(root: Path, item: Path | OSError, ordinal: int, source: str) ->
     if item.is_symlink() and not _inside(root, item):
         return Bad(ordinal, RejectReason.SYMLINK_OUTSIDE,
                    f"{where}: symlink to {os.readlink(item)} points outside {root}; refused")
+    try:
+        mode = item.stat().st_mode
+    except OSError as exc:
+        return Bad(ordinal, RejectReason.UNREADABLE, f"{where}: {exc.strerror or exc}")
+    if not stat.S_ISREG(mode):  # opening a FIFO would wait for a writer forever
+        return Bad(ordinal, RejectReason.UNREADABLE,
+                   f"{where}: not a regular file (a FIFO, socket or device); refused")
     try:
         with open(item, "rb") as handle:
             data = handle.read(RAW_CAP + 1)

@@ -47,6 +47,31 @@ class PlatformSettings(BaseSettings):
         description="HMAC key of PII pseudonyms, shared by every service. Unset: a random key "
         "is created once in the state dir (fine for one machine, not for a deployment).",
     )
+    adapter_store_url: str | None = Field(
+        default=None,
+        description="Remote adapter store, s3://bucket[/prefix], for services on several "
+        "machines: the learner pushes versions and pointers there, serving nodes pull and "
+        "verify them. Unset: the local adapter store only.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3-compatible endpoint of the remote adapter store (e.g. http://minio:9000); "
+        "unset: AWS S3.",
+    )
+    s3_access_key_id: SecretStr | None = Field(
+        default=None, description="Access key of the remote adapter store (unset: boto3's chain)."
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="Secret key of the remote adapter store."
+    )
+    s3_region: str = Field(default="us-east-1", description="Region of the remote adapter store.")
+    adapter_poll_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often serving nodes re-read the remote champion pointers (model "
+        "events make them look at once; polling catches an event sent before an upload), and "
+        "how often the learner retries a failed push.",
+    )
 
     def adapter_store_root(self) -> Path:
         """Where adapter versions, champion pointers and pins live."""
@@ -60,6 +85,17 @@ class PlatformSettings(BaseSettings):
                 f"topic prefix {value!r} may only hold letters, digits, '.', '_' and '-' "
                 "(at most 200 characters)"
             )
+        return value
+
+    @field_validator("adapter_store_url")
+    @classmethod
+    def _s3_url(cls, value: str | None) -> str | None:
+        if value == "":  # `LORAFEED_ADAPTER_STORE_URL=` (e.g. from compose's ${VAR:-}): unset
+            return None
+        if value is not None:
+            from lorafeed.adapter_bucket import parse_store_url  # names the bad part
+
+            parse_store_url(value)
         return value
 
 

@@ -58,11 +58,14 @@ class TriggerSettings(Contract):
 class GateSettings(Contract):
     """Promotion gate: gain on the target metric must exceed `min_gain`; regression on retained
     tasks and probes must stay within `max_forgetting`; `bootstrap_samples` resamples for the CI.
+    An update waits (its examples stay pending) until the task's held-out pool holds at least
+    `min_heldout` examples: a smaller pool cannot show a gain, so training would waste them.
     """
 
     min_gain: Annotated[FiniteFloat, Field(ge=0.0)] = 0.0
     max_forgetting: Annotated[FiniteFloat, Field(ge=0.0, le=1.0)] = 0.02
     bootstrap_samples: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    min_heldout: Annotated[int, Field(ge=1, le=1_000_000)] = 10
 
 
 class TrainingSettings(Contract):

@@ -14,8 +14,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from lorafeed import failpoints
-from lorafeed.adapter_store import AdapterStore
+from lorafeed.adapter_store_s3 import FollowingStore, follow_remote, open_adapter_store
 from lorafeed.endpoints import Endpoints, pii_key, resolve_endpoints
+from lorafeed.log_redaction import install_log_redaction
 from lorafeed.models import default_cache_dir
 from lorafeed.privacy import Pseudonymizer
 from lorafeed.settings import PlatformSettings
@@ -82,7 +83,7 @@ def build_app(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
     endpoints = resolve_endpoints(platform)
     prefix = endpoints.topic_prefix  # the stack state's prefix when settings leave it unset
     engines = load_engines(catalog, settings)
-    store = AdapterStore(settings.adapters_dir or platform.adapter_store_root())
+    store = open_adapter_store(platform, settings.adapters_dir, role="follower")
     publisher = KafkaPublisher.connect(
         endpoints.bootstrap_servers,
         timeout_s=settings.publish_timeout_s,
@@ -130,11 +131,20 @@ def build_app(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
             log.info("serving: %s", outcome)
         stop = asyncio.Event()
         following = asyncio.create_task(follower.run(stop), name="model-events")
+        polling = (  # a remote store's pointers are also re-read now and then
+            asyncio.create_task(
+                follow_remote(registry.sync, platform.adapter_poll_s, stop), name="adapter-poll"
+            )
+            if isinstance(store, FollowingStore)
+            else None
+        )
         try:
             yield
         finally:
             stop.set()
             await following
+            if polling is not None:
+                await polling
             await registry.close()
             publisher.close()
             await client.aclose()
@@ -145,6 +155,7 @@ def build_app(platform: PlatformSettings, settings: ServingSettings) -> FastAPI:
 
 def main(port: int | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install_log_redaction()  # request lines and echoed input may carry raw PII
     platform, settings = PlatformSettings(), ServingSettings()
     if port is not None:
         settings = settings.model_copy(update={"port": port})

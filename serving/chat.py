@@ -130,7 +130,8 @@ async def _start(
     settings = deps.settings
     passages = await retrieve(deps, body)
     lease = await stack.enter_async_context(deps.registry.lease(task, version))
-    config = PromptConfig(settings.passages_k, settings.passage_tokens, settings.max_prompt_tokens)
+    config = PromptConfig(settings.passages_k, settings.passage_tokens,
+                          _prompt_budget(settings.max_prompt_tokens, lease.engine, max_tokens))
     prompt = build_prompt(body.turns(), passages, lease.engine.tokenizer, config)
     generation = lease.engine.generate(
         prompt.input_ids, max_tokens=max_tokens, temperature=body.temperature,
@@ -141,6 +142,16 @@ async def _start(
     served = _Served(deps.new_id(), body.model, int(time.time()), lease.version, prompt,
                      messages, task)
     return served, generation
+
+
+def _prompt_budget(configured: int, engine: object, max_tokens: int) -> int:
+    """``max_prompt_tokens``, lowered to what the model holds: retrieved passages must never
+    push a short question past the model's context (the engine would refuse it), and the answer
+    keeps room for ``max_tokens`` (or half the context, if it asks for more)."""
+    limit = getattr(engine, "context_tokens", None)
+    if not isinstance(limit, int) or limit < 2:
+        return configured
+    return max(1, min(configured, limit - min(max_tokens, limit // 2)))
 
 
 async def _answer(deps: ServingDeps, served: _Served, generation: GenerationLike) -> Response:

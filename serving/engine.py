@@ -97,6 +97,12 @@ class TaskEngine:
         return self._slots.versions
 
     @property
+    def context_tokens(self) -> int | None:
+        """The longest sequence the model takes (prompt and answer); None when unknown."""
+        limit = int(getattr(self._model.config, "max_position_embeddings", 0) or 0)
+        return limit or None
+
+    @property
     def pending(self) -> int:
         """Texts waiting for a score batch (a gauge for metrics)."""
         return self._batcher.pending

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from lorafeed import failpoints
 from schemas.codec import encode
 from schemas.feedback import FeedbackReceived
 from schemas.tasks import TaskConfig
@@ -32,6 +33,9 @@ from serving.openai_compat import parse_model
 from serving.requests import FeedbackRequest, ScoreRequest, score_text
 
 DAY_S = 24 * 3600
+AFTER_PUBLISH = failpoints.declare(
+    "serving.feedback_after_publish", "feedback event acknowledged by the broker, no 202 sent"
+)
 
 
 def context_ttl_s(deps: ServingDeps, context: ServedContext) -> int:
@@ -58,10 +62,11 @@ def check_feedback_fits(body: FeedbackRequest, context: ServedContext,
 
 
 def feedback_event(body: FeedbackRequest, context: ServedContext, correction: str | None,
-                   deps: ServingDeps) -> FeedbackReceived:
+                   deps: ServingDeps, annotator: str | None = None) -> FeedbackReceived:
+    """The event to publish; ``correction`` and ``annotator`` already pseudonymized."""
     return FeedbackReceived(
         schema_version=1, request_id=body.request_id, task=context.task, kind=body.kind,
-        rating=body.rating, correction=correction, label=body.label, annotator=body.annotator,
+        rating=body.rating, correction=correction, label=body.label, annotator=annotator,
         adapter_version=context.adapter_version, input=context.input, output=context.output,
         retrieved_passage_ids=context.passage_ids, served_at=context.served_at,
         received_at=deps.clock(),
@@ -125,23 +130,27 @@ async def _publish_once(deps: ServingDeps, body: FeedbackRequest,
             "being published; retry shortly for its answer"
         )
     try:
-        correction = None
+        correction = annotator = None
+        pseudonymize = deps.pseudonymizer.pseudonymize
         if body.correction is not None:
-            pseudonymize = deps.pseudonymizer.pseudonymize
             correction = (await asyncio.to_thread(pseudonymize, body.correction)).text
+        if body.annotator is not None:  # annotators are often named by their e-mail address
+            annotator = pseudonymize(body.annotator).text
         try:
-            event = feedback_event(body, context, correction, deps)
+            event = feedback_event(body, context, correction, deps, annotator)
         except ValidationError as exc:  # e.g. the pseudonymized correction grew too long
             raise InvalidRequest(
                 f"feedback does not form a valid event: {describe_errors(exc.errors())}"
             ) from exc
         topic = topic_name(Topic.FEEDBACK_EVENTS, deps.topic_prefix)
         await deps.feedback_publisher.publish(topic, body.request_id, encode(event))
+        failpoints.failpoint(AFTER_PUBLISH)
     except BaseException:
         with contextlib.suppress(StoreUnavailable):  # a pending claim expires on its own
             await asyncio.shield(deps.contexts.release(*key, digest))
         raise
+    # kept in Redis for identical retries: it names the annotator as recorded (pseudonymized)
     response = {"status": "accepted", "request_id": body.request_id, "kind": body.kind,
-                "annotator": body.annotator, "received_at": event.received_at.isoformat()}
+                "annotator": event.annotator, "received_at": event.received_at.isoformat()}
     await deps.contexts.complete(*key, digest, response, context_ttl_s(deps, context))
     return JSONResponse(response, status_code=202)

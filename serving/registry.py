@@ -18,6 +18,7 @@ from typing import Final
 
 from pydantic import TypeAdapter, ValidationError
 
+from lorafeed import failpoints
 from lorafeed.adapter_store import AdapterStore, AdapterStoreError
 from lorafeed.adapter_store import UnknownVersion as StoreUnknownVersion
 from schemas.fields import Identifier, cut, show
@@ -48,6 +49,9 @@ from serving.verification import verified_manifest
 log = logging.getLogger(__name__)
 _IDENTIFIER: Final = TypeAdapter(Identifier)
 __all__ = ["BASE", "PREVIOUS", "AdapterRegistry", "Lease", "RegistryConfig", "SwapOutcome"]
+BEFORE_ACTIVATE: Final = failpoints.declare(
+    "serving.before_activate", "new version loaded aside and smoke-tested, not yet routed"
+)
 
 
 def _utc_now() -> datetime:
@@ -167,6 +171,7 @@ class AdapterRegistry:
         try:
             if version is not None:
                 digest = await self._ensure_loaded(task, version, digest)
+                failpoints.failpoint(BEFORE_ACTIVATE)
         except Exception as exc:  # any failure to load leaves the old version serving
             reason = exc.reason if isinstance(exc, AdapterRefused) else str(exc)
             if not isinstance(exc, ServingError):

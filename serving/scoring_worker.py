@@ -197,9 +197,10 @@ def _as_bytes(value: bytes | str) -> bytes:
 def main() -> None:
     """Load the engines and registry like a serving node, then score until SIGTERM."""
     from lorafeed import failpoints
-    from lorafeed.adapter_store import AdapterStore
+    from lorafeed.adapter_store_s3 import open_adapter_store
     from lorafeed.endpoints import pii_key, resolve_endpoints
     from lorafeed.kafka_clients import make_consumer
+    from lorafeed.log_redaction import install_log_redaction
     from lorafeed.privacy import Pseudonymizer
     from lorafeed.settings import PlatformSettings
     from lorafeed.task_catalog import load_catalog
@@ -209,6 +210,7 @@ def main() -> None:
     from serving.settings import ServingSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install_log_redaction()  # request lines and echoed input may carry raw PII
     platform, settings = PlatformSettings(), ServingSettings()
     failpoints.check_armed()
     catalog = load_catalog(settings.tasks_file)
@@ -224,7 +226,7 @@ def main() -> None:
 
     async def serve() -> None:
         registry = AdapterRegistry(
-            AdapterStore(settings.adapters_dir or platform.adapter_store_root()),
+            open_adapter_store(platform, settings.adapters_dir, role="follower"),
             load_engines(catalog, settings),
             node,
             publish_model_event,

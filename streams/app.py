@@ -26,6 +26,7 @@ from lorafeed.embedder import SentenceEmbedder
 from lorafeed.endpoints import Endpoints, pii_key, resolve_endpoints
 from lorafeed.kafka_clients import faust_app_settings, make_producer
 from lorafeed.knowledge import KnowledgeBase, KnowledgeConfig
+from lorafeed.log_redaction import install_log_redaction
 from lorafeed.privacy import Pseudonymizer
 from lorafeed.settings import PlatformSettings
 from lorafeed.stores import make_milvus, make_redis
@@ -192,6 +193,7 @@ def _return_freed_memory() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install_log_redaction()  # request lines and echoed input may carry raw PII
     platform, settings = PlatformSettings(), StreamsSettings()
     failpoints.check_armed()
     if settings.torch_threads:
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
     app = build_app(platform, resolve_endpoints(platform), settings)
     sys.argv = ["lorafeed-streams", "worker", "-l", "info", "--without-web", *(argv or [])]
     app.main()

@@ -111,7 +111,8 @@ def signature_from_bytes(data: bytes) -> np.ndarray:
 
 
 def _private_metadata(value: object, pseudonymizer: Pseudonymizer) -> dict[str, object]:
-    """Metadata with every string pseudonymized too: producers put e-mails in there as well."""
+    """Metadata with every string (keys included) pseudonymized too: producers put e-mails in
+    there as well. Two keys that become one token keep the last value."""
     cleaned = _scrub(value, pseudonymizer)
     return cleaned if isinstance(cleaned, dict) else {}
 
@@ -119,8 +120,8 @@ def _private_metadata(value: object, pseudonymizer: Pseudonymizer) -> dict[str, 
 def _scrub(value: object, pseudonymizer: Pseudonymizer) -> object:
     if isinstance(value, str):
         return pseudonymizer.pseudonymize(value).text
-    if isinstance(value, dict):
-        return {k: _scrub(v, pseudonymizer) for k, v in value.items()}
+    if isinstance(value, dict):  # keys too: {"jane@example.com": ...} is PII as well
+        return {_scrub(k, pseudonymizer): _scrub(v, pseudonymizer) for k, v in value.items()}
     if isinstance(value, list):
         return [_scrub(v, pseudonymizer) for v in value]
     return value

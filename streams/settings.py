@@ -36,4 +36,8 @@ class StreamsSettings(BaseSettings):
     max_chars: int = Field(default=200_000, ge=1)
     retry_max_backoff_s: float = Field(default=30, gt=0)
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0: no /metrics server.")
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the /metrics server binds (0.0.0.0 in a container).",
+    )
     torch_threads: int | None = Field(default=None, ge=1)

@@ -438,6 +438,11 @@ def test_operators_roll_back_list_show_pin_and_unpin_from_the_cli(
         world.cli("adapters", "pin", "chat", "2.0.0", "--actor", "ops-1")
         assert world.store.champion("chat").version == "2.0.0"  # type: ignore[union-attr]
         assert world.store.pinned("chat").version == "2.0.0"  # type: ignore[union-attr]
+        # Nodes hear of it: the pin moved the champion off the base model.
+        assert [e.version for e in world.model_events("chat") if e.type == "adapter_promoted"] == [
+            "1.0.0",
+            "2.0.0",
+        ]
         world.cli("adapters", "unpin", "chat", "--actor", "ops-2")
         assert world.store.pinned("chat") is None
         assert world.store.champion("chat").version == "2.0.0"  # type: ignore[union-attr]

@@ -48,7 +48,7 @@ def task_table(base_model: str = "tiny-llama", min_examples: int = 12, **section
             "holdout_percent": 25,
         },
         "ewc": {"fisher_samples": 4},
-        "gate": {"bootstrap_samples": 200},
+        "gate": {"bootstrap_samples": 200, "min_heldout": 1},
     }
     for name, value in sections.items():
         table[name] = table[name] | value if isinstance(value, dict) else value

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from learner.cycle import RECORDED, CycleContext, record, recover, run_cycle
+from learner.batches import plan_batches
+from learner.cycle import RECORDED, CycleContext, record, recover, run_cycle, step_budget
 from learner.examples import Example, is_heldout
 from learner.pending import OffsetRef
 from schemas.tasks import TaskConfig
@@ -23,7 +24,7 @@ GEN = TaskConfig.model_validate(
         "max_seq_len": 64,
         "training": {"batch_size": 8, "max_steps": 4, "learning_rate": 1e-2, "holdout_percent": 25},
         "ewc": {"fisher_samples": 4},
-        "gate": {"bootstrap_samples": 200},
+        "gate": {"bootstrap_samples": 200, "min_heldout": 4},
     }
 )
 
@@ -130,3 +131,76 @@ def test_recover_records_a_version_written_before_a_crash(tmp_path: Path, models
     assert recover(fresh, [GEN]) == [f"faq@{manifest.version}"]
     assert fresh.pending.stats("faq")[0] == 0  # its examples are not trained again
     assert sent.types() == ["adapter_published", "adapter_promoted"]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 4, 8, 16])
+@pytest.mark.parametrize("ratio", [0.0, 0.1, 0.25, 0.3, 0.5, 0.7])
+@pytest.mark.parametrize(("epochs", "max_steps"), [(1, 1), (1, 40), (2, 7), (3, 10)])
+def test_every_example_within_the_budget_gets_a_step(
+    batch_size: int, ratio: float, epochs: int, max_steps: int
+) -> None:
+    task = GEN.model_copy(
+        update={
+            "training": GEN.training.model_copy(
+                update={"batch_size": batch_size, "epochs": epochs, "max_steps": max_steps}
+            ),
+            "replay": GEN.replay.model_copy(update={"ratio": ratio}),
+        }
+    )
+    train = [_sft(n) for n in range(step_budget(task))]
+    for replay in ([], [_sft(1000), _sft(1001)]):
+        plan = plan_batches(
+            train, replay, batch_size=batch_size, ratio=ratio, epochs=epochs,
+            max_steps=max_steps, seed=0,
+        )  # fmt: skip
+        assert {e.example_id for step in plan for e in step} >= {e.example_id for e in train}
+
+
+def test_an_update_waits_until_the_held_out_pool_can_show_a_gain(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    ctx = make_ctx(tmp_path, models_dir, Sent())
+    ctx.pending.add([_sft(n) for n in range(24)], 25)
+    waiting = GEN.model_copy(update={"gate": GEN.gate.model_copy(update={"min_heldout": 50})})
+    before = ctx.pending.stats("faq")
+
+    assert run_cycle(waiting, ctx) is None
+    assert ctx.pending.stats("faq") == before and ctx.store.versions("faq") == []
+
+
+def _label(n: int, label: str) -> Example:
+    return Example(
+        f"fb:l{n}:label:-", "intent", "label", text=f"please {label} order {n}", label=label
+    )
+
+
+def test_a_new_label_set_starts_a_fresh_adapter_as_a_major_version(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    two = TaskConfig.model_validate(
+        {
+            "name": "intent",
+            "kind": "classification",
+            "base_model": "tiny-llama",
+            "labels": ["refund", "ship"],
+            "max_seq_len": 32,
+            "training": {"batch_size": 8, "max_steps": 4, "learning_rate": 1e-2},
+            "ewc": {"fisher_samples": 4},
+            "gate": {"bootstrap_samples": 50, "min_heldout": 2},
+        }
+    )
+    ctx = make_ctx(tmp_path, models_dir, Sent())
+    ctx.pending.add([_label(n, ("refund", "ship")[n % 2]) for n in range(20)], 20)
+    first = run_cycle(two, ctx)
+    assert first is not None and first.version == "1.0.0"
+    if ctx.store.champion("intent") is None:  # promoted or not, 2.0.0 has a parent
+        ctx.store.set_champion("intent", "1.0.0")
+
+    three = two.model_copy(update={"labels": ["refund", "ship", "cancel"]})
+    ctx.pending.add([_label(n, ("refund", "ship", "cancel")[n % 3]) for n in range(20, 44)], 20)
+    second = run_cycle(three, ctx)  # a 2-way head cannot continue as a 3-way one
+
+    assert second is not None and second.version == "2.0.0"
+    manifest = ctx.store.read_manifest("intent", "2.0.0")
+    assert manifest.parent_version == "1.0.0" and manifest.configs["bump"] == "major"
+    assert "ewc_penalty" not in manifest.metrics  # nothing of 1.0.0's weights to stay close to

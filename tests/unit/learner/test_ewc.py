@@ -257,3 +257,52 @@ def test_unreadable_or_foreign_ewc_state_is_refused(tmp_path: Path) -> None:
         load_ewc_state(foreign)
     with pytest.raises(EwcStateError, match=r"shape \(2,\) in anchor, \(3,\) in Fisher"):
         save_ewc_state(tmp_path / "bad.safetensors", {"w": torch.ones(3)}, {"w": torch.ones(2)})
+
+
+def lora_classifier() -> tuple[nn.Module, Batch]:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from lorafeed.tiny_models import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, num_labels=3, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    lora = LoraConfig(
+        r=4, target_modules=["query", "value", "dense"], modules_to_save=["classifier"],
+        init_lora_weights=False,
+    )  # fmt: skip
+    model = get_peft_model(BertForSequenceClassification(config), lora)
+    encoded = tokenizer(TEXTS, return_tensors="pt", padding=True)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    return model, {**encoded, "labels": labels}
+
+
+def class_loss(model: nn.Module, batch: Batch) -> Tensor:
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return nn.functional.cross_entropy(logits, batch["labels"])
+
+
+def test_batched_linear_strategy_matches_the_loop_on_a_padded_masked_classifier() -> None:
+    model, batch = lora_classifier()
+    params = trainable_parameters(model)
+    assert any("classifier" in name for name in params) and any("lora_A" in n for n in params)
+    model.eval()
+    expected = reference_fisher(model, batch, class_loss, list(params), len(TEXTS))
+    fisher, used = fisher_diagonal(
+        model, split(batch, 4), class_loss, params, 100, strategy="linear"
+    )
+    assert used == len(TEXTS)
+    assert_close(fisher, expected)
+    assert all(bool((value > 0).any()) for value in fisher.values())
+
+
+def test_linear_strategy_refuses_parameters_outside_linear_layers() -> None:
+    model, batch = lora_classifier()
+    norm = next(m for m in model.modules() if isinstance(m, nn.LayerNorm))
+    norm.weight.requires_grad_(True)
+    params = trainable_parameters(model)
+    with pytest.raises(FisherError, match=r"not parameters of nn.Linear layers: \[.*LayerNorm"):
+        fisher_diagonal(model, [batch], class_loss, params, 100, strategy="linear")

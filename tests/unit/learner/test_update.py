@@ -136,6 +136,33 @@ def test_dpo_runs_with_and_without_sft_examples(tiny_dir: Path, tmp_path: Path) 
     assert only.fisher_samples == 0
 
 
+def test_the_outcome_names_only_the_examples_some_step_used(tiny_dir: Path, tmp_path: Path) -> None:
+    # batch 4, 3 steps, replay 0.25: each step takes 3 new examples, so 9 of 10 fit; the 5
+    # preference pairs make 2 pair batches and both are reached.
+    training = GEN.training.model_copy(update={"preference_loss": "dpo"})
+    task = GEN.model_copy(update={"training": training})
+    pairs = [
+        Example(
+            f"p{n}",
+            "faq",
+            "preference",
+            prompt=(("user", "When?"),),
+            text="Monday.",
+            rejected="Never.",
+        )  # fmt: skip
+        for n in range(5)
+    ]
+    outcome = update(
+        task, tiny_dir, None, tmp_path / "out", train=[sft(n) for n in range(10)] + pairs
+    )
+    plain_used = {i for i in outcome.trained_ids if i.startswith("e")}
+    assert len(plain_used) == 9 and "e100" not in outcome.trained_ids  # replay is not "trained"
+    assert {i for i in outcome.trained_ids if i.startswith("p")} == {f"p{n}" for n in range(5)}
+    short = task.model_copy(update={"training": training.model_copy(update={"max_steps": 1})})
+    one = update(short, tiny_dir, None, tmp_path / "one", train=[sft(0)] + pairs, replay=[])
+    assert one.trained_ids == {"e0", "p0", "p1", "p2", "p3"}  # one step reaches one pair batch
+
+
 def test_unusable_inputs_are_refused(tiny_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="no trainable examples among 0"):
         update(GEN, tiny_dir, None, tmp_path, train=[])
