@@ -28,6 +28,7 @@ from lorafeed import failpoints
 from lorafeed.adapter_store_s3 import PublishingStore, open_adapter_store
 from lorafeed.endpoints import resolve_endpoints
 from lorafeed.kafka_clients import make_consumer, make_producer
+from lorafeed.log_redaction import install_log_redaction
 from lorafeed.models import default_cache_dir
 from lorafeed.publish import publish_events
 from lorafeed.settings import PlatformSettings
@@ -40,6 +41,7 @@ log = logging.getLogger("learner")
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install_log_redaction()  # a skipped message's echoed input may carry raw PII
     # Every tick (and every tick skipped while an update runs) would be logged; failures are ERROR.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     platform, settings = PlatformSettings(), LearnerSettings()

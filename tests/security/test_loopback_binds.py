@@ -17,6 +17,7 @@ from lorafeed import procs
 from lorafeed.dashboard_settings import DashboardSettings
 from lorafeed.settings import StackSettings
 from serving.settings import ServingSettings
+from streams.settings import StreamsSettings
 from tests.security.world import SecureWorld
 from tests.support.workers import ROOT, wait_for
 
@@ -32,13 +33,14 @@ def _loopback(address: str) -> bool:
 
 def test_every_default_bind_address_is_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("LORAFEED_STACK_HOST", "SERVING_HOST", "LORAFEED_DASHBOARD_HOST",
-                 "LEARNER_METRICS_HOST"):
+                 "LEARNER_METRICS_HOST", "STREAMS_METRICS_HOST"):
         monkeypatch.delenv(name, raising=False)
     defaults = {
         "stack": StackSettings().host,
         "serving": ServingSettings().host,
         "dashboard": DashboardSettings().host,
         "learner metrics": LearnerSettings().metrics_host,
+        "streams metrics": StreamsSettings().metrics_host,
     }
     assert {name: _loopback(host) for name, host in defaults.items()} == dict.fromkeys(
         defaults, True), defaults
