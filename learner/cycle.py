@@ -24,7 +24,7 @@ from learner.evaluation import EvalScores, Evaluator, general_probe_texts
 from learner.examples import Example
 from learner.gate import GateInputs, GateResult, MetricComparison, TargetMetric, decide
 from learner.pending import PendingStore
-from learner.pools import GatePools, gate_pools
+from learner.pools import EVAL_KINDS, GatePools, gate_pools
 from learner.update import UpdateInputs, UpdateOutcome, run_update
 from learner.versions import DATA_DOMAINS_KEY, bump_kind, lineage_configs, next_free_version
 from lorafeed import failpoints
@@ -91,10 +91,11 @@ def run_cycle(
     if not batch:
         return None
     heldout = ctx.pending.heldout(task.name)
-    if len(heldout) < task.gate.min_heldout:
+    scorable = sum(1 for example in heldout if example.kind in EVAL_KINDS)  # pairs are not
+    if scorable < task.gate.min_heldout:
         log.info(
             "%s: %d pending examples wait: the held-out pool has %d of the %d the gate needs",
-            task.name, len(batch), len(heldout), task.gate.min_heldout,
+            task.name, len(batch), scorable, task.gate.min_heldout,
         )  # fmt: skip
         return None
     examples = [example for example, _ref in batch]

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import FrameType
 
+import httpx
 from rich.console import Console
 
 from lorafeed import procs
@@ -31,6 +34,7 @@ from lorafeed.supervisor import Supervisor
 from lorafeed.up import (
     ServiceRunner,
     UpError,
+    budget_line,
     dashboard_hint,
     event_line,
     http_ready,
@@ -70,6 +74,7 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResults:
     stack = Stack(settings, log=lambda line: console.print(f"  {line}", highlight=False))
     runner: ServiceRunner | None = None
     steps: dict[str, float] = {}
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops everything too
     try:
         with _step(steps, "stack and services", console, "1. embedded stack and services "
                                                           "(what `lorafeed up` starts)"):
@@ -89,10 +94,17 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResults:
         (demo_dir / "results.json").write_text(results.to_json(), encoding="utf-8")
         console.print(f"[bold]report written to {report}[/]", highlight=False)
         return results
-    except (StackError, UpError, TimeoutError, RuntimeError) as exc:
-        raise DemoError(str(exc)) from exc
+    except (StackError, UpError, RuntimeError, httpx.HTTPError) as exc:
+        raise DemoError(f"{type(exc).__name__}: {exc}") from exc
     finally:
-        _stop(stack, runner, demo_dir, options.keep, console)
+        try:
+            _stop(stack, runner, demo_dir, options.keep, console)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @contextmanager
@@ -126,6 +138,7 @@ def _start(stack: Stack, demo_dir: Path, options: DemoOptions,
     )
     runner = ServiceRunner(demo_dir, service_specs(plan, http_ready),
                            lambda event: console.print(event_line(event), highlight=False))
+    console.print(budget_line(plan), highlight=False)
     runner.start()
     with console.status("services loading their models") as status:
         rows = runner.wait_ready(SERVICES_TIMEOUT_S, lambda rows: status.update(
@@ -148,9 +161,11 @@ def _stop(stack: Stack, runner: ServiceRunner | None, demo_dir: Path, keep: bool
                       f"{demo_dir} 'refund'`; stop it with `lorafeed down --state-dir "
                       f"{demo_dir}`", highlight=False)
         return
-    if runner is not None:
-        runner.stop()
-    stopped = stack.down()
+    try:
+        if runner is not None:
+            runner.stop()
+    finally:
+        stopped = stack.down()
     console.print(f"stopped every service and the stack ({', '.join(stopped)}) by pid "
                   "(use --keep to leave them running)", highlight=False)
 

@@ -74,10 +74,6 @@ class AppClient:
         """POST /v1/feedback; the status code (AppError on an unexpected refusal)."""
         return int(self._post(node, "/v1/feedback", body, expect_ok=expect_ok)[0]["status_code"])
 
-    def search(self, node: str, query: str, top_k: int = 3) -> list[dict[str, Any]]:
-        data, _ = self._post(node, "/v1/search", {"query": query, "top_k": top_k})
-        return list(data["hits"])
-
     def active_versions(self, node: str) -> dict[str, str | None]:
         """Task -> version this node serves now (GET /v1/models)."""
         response = self._client.get(f"{self.node_urls[node]}/v1/models")

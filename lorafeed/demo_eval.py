@@ -1,7 +1,7 @@
 """Before / after, measured the way an app sees it: every version of a task (and the base
 model, `task@base`) answers the same fixed evaluation slices over HTTP. Fraud: accuracy on
 never-labelled transactions per pattern. Support: word F1 of answers to held-out questions
-against their house-style references."""
+against their house-style references, beside the gate's held-out answer log-likelihood."""
 
 from __future__ import annotations
 
@@ -78,6 +78,16 @@ def support_matrix(client: AppClient, versions: Sequence[VersionResult],
     values = []
     for row in rows:
         mine = [(q, a) for (r, q), a in zip(jobs, answers, strict=True) if r == row]
-        values.append((sum(answer_f1(a, q.reference or "") for q, a in mine) / max(len(mine), 1),))
-    return EvalMatrix("support", "answer F1", ("held-out questions vs house-style reference",),
-                      tuple(shown), tuple(values))
+        values.append(sum(answer_f1(a, q.reference or "") for q, a in mine) / max(len(mine), 1))
+    likelihood = gate_likelihood(versions)
+    return EvalMatrix("support", "score", ("answer F1 on held-out questions (HTTP)",
+                                           "held-out answer log-likelihood/token (gate)"),
+                      tuple(shown), tuple(zip(values, likelihood, strict=True)))
+
+
+def gate_likelihood(versions: Sequence[VersionResult]) -> list[float]:
+    """The gate's target metric per row: the base's (the first gate's champion) and each
+    version's own candidate value, NaN where a gate had none."""
+    nan = float("nan")
+    first = versions[0].gate.get("target.champion", nan) if versions else nan
+    return [first, *(v.gate.get("target.candidate", nan) for v in versions)]

@@ -50,11 +50,11 @@ class Scenario:
 
     name: str
     records: int = 100
-    questions: int = 25
+    questions: int = 22
     zh_questions: int = 2
     chat_max_tokens: int = 24
     support_learning: bool = True
-    eval_questions: int = 8
+    eval_questions: int = 6
     eval_max_tokens: int = 24
     downvote_share: float = 0.15
     upvote_share: float = 0.15
@@ -86,9 +86,9 @@ class Scenario:
 
 
 GIFT_CARDS = FraudRound("gift-card runs", ("gift_card",), ("everyday", "travel"), 56, 56)
-TAKEOVERS = FraudRound("account takeovers", ("takeover",), ("transfer", "everyday"), 40, 40)
-EVAL_GIFT = EvalSet("gift-card runs", ("gift_card",), ("everyday", "travel"), 40)
-EVAL_TAKEOVER = EvalSet("account takeovers", ("takeover",), ("transfer",), 40)
+TAKEOVERS = FraudRound("account takeovers", ("takeover",), ("transfer", "everyday"), 36, 36)
+EVAL_GIFT = EvalSet("gift-card runs", ("gift_card",), ("everyday", "travel"), 32)
+EVAL_TAKEOVER = EvalSet("account takeovers", ("takeover",), ("transfer",), 32)
 
 
 def full() -> Scenario:

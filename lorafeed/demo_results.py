@@ -8,6 +8,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+NOTES: dict[str, str] = {  # what a reader needs to weigh a matrix's numbers
+    "support": "greedy 24-token answers move little after a few steps on a dozen corrections "
+               "(F1 on a few questions is noisy); the gate's log-likelihood of the house-style "
+               "answers is the learning signal",
+}
+
 
 @dataclass(frozen=True)
 class IngestResult:

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from lorafeed.demo_results import DemoResults, EvalMatrix, gate_summary, percentile, retention_rows
+from lorafeed.demo_results import (
+    NOTES,
+    DemoResults,
+    EvalMatrix,
+    gate_summary,
+    percentile,
+    retention_rows,
+)
 
 
 def summary_tables(results: DemoResults) -> list[Table]:
@@ -70,8 +77,9 @@ def _versions(results: DemoResults) -> Table:
 
 
 def _before_after(matrix: EvalMatrix) -> Table:
+    note = NOTES.get(matrix.task)
     table = Table(title=f"{matrix.task}: {matrix.metric} per version (rows) and evaluation "
-                        "slice (columns)")
+                        "slice (columns)", caption=note)
     table.add_column("version")
     for column in matrix.columns:
         table.add_column(column, justify="right")

@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
-from lorafeed.demo_results import DemoResults, EvalMatrix, gate_summary, percentile, retention_rows
+from lorafeed.demo_results import (
+    NOTES,
+    DemoResults,
+    EvalMatrix,
+    gate_summary,
+    percentile,
+    retention_rows,
+)
 from lorafeed.report_svg import bar_chart, heat_map
 
 _CSS = """body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}
@@ -80,11 +87,19 @@ def _overview(r: DemoResults) -> str:
 
 
 def _matrix_section(m: EvalMatrix) -> str:
-    chart = bar_chart(f"{m.task}: {m.metric} per version", list(m.rows), list(m.columns),
-                      [list(row) for row in m.values])
+    """One chart for the columns in [0, 1] (accuracy, F1), one per column on another scale."""
+    shares = [c for c in range(len(m.columns))
+              if all(0.0 <= row[c] <= 1.0 for row in m.values)]
+    groups = ([shares] if shares else []) + [[c] for c in range(len(m.columns)) if c not in shares]
+    chart = "".join(
+        bar_chart(f"{m.task}: {m.metric if len(group) > 1 else m.columns[group[0]]} per version",
+                  list(m.rows), [m.columns[c] for c in group],
+                  [[row[c] for c in group] for row in m.values], width=480)
+        for group in groups)
     rows = [[escape(row), *(f"{v:.3f}" for v in values)]
             for row, values in zip(m.rows, m.values, strict=True)]
-    return (f"<h3>{escape(m.task)}</h3>{chart}"
+    note = f"<p><i>{escape(NOTES[m.task])}</i></p>" if m.task in NOTES else ""
+    return (f"<h3>{escape(m.task)}</h3>{chart}{note}"
             + _table(["version", *m.columns], rows, set(range(1, len(m.columns) + 1))))
 
 

@@ -53,11 +53,13 @@ def bar_chart(title: str, groups: Sequence[str], series: Sequence[str],
 
 
 def heat_map(title: str, rows: Sequence[str], columns: Sequence[str],
-             values: Sequence[Sequence[float]], *, low: float = 0.0, high: float = 1.0) -> str:
-    """A cell per (row, column), red at `low` to green at `high`, the value written inside."""
+             values: Sequence[Sequence[float]]) -> str:
+    """A cell per (row, column), the value written inside, coloured per column from red (its
+    lowest value, or 0 for metrics in [0, 1]) to green (its highest, or 1)."""
     if any(len(row) != len(columns) for row in values) or len(values) != len(rows):
         raise ValueError(f"heat map {title!r}: values must be {len(rows)} x {len(columns)}")
-    cell_w, cell_h, left, head = 150, 30, 120, 48
+    cell_w = max([150, *(7 * len(column) + 12 for column in columns)])
+    cell_h, left, head = 30, 8 + 7 * max([10, *(len(row) for row in rows)]), 48
     width, height = left + cell_w * len(columns) + 8, head + cell_h * len(rows) + 8
     out = [_open(width, height, title)]
     for c, column in enumerate(columns):
@@ -69,12 +71,20 @@ def heat_map(title: str, rows: Sequence[str], columns: Sequence[str],
                    f"{_FONT}>{escape(row)}</text>")
         for c, value in enumerate(values[r]):
             x = left + c * cell_w
+            low, high = _column_range([row[c] for row in values])
             out.append(f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" '
                        f'fill="{_colour(value, low, high)}"/>')
             out.append(f'<text x="{x + cell_w / 2:.0f}" y="{y + cell_h / 2 + 4:.0f}" '
                        f'text-anchor="middle" {_FONT}>{_fmt(value)}</text>')
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _column_range(column: Sequence[float]) -> tuple[float, float]:
+    finite = [v for v in column if not math.isnan(v)] or [0.0]
+    if all(0.0 <= v <= 1.0 for v in finite):
+        return 0.0, 1.0
+    return min(finite), max(finite)
 
 
 def _colour(value: float, low: float, high: float) -> str:

@@ -25,7 +25,7 @@ from lorafeed.lifecycle import SupervisorError
 from lorafeed.settings import StackSettings
 from lorafeed.stack import Stack, StackError
 from lorafeed.supervisor import ServiceEvent, ServiceSpec, ServiceStatus, Supervisor
-from lorafeed.up_plan import UpPlan, passed_through, service_specs
+from lorafeed.up_plan import UpPlan, UpPlanError, passed_through, service_specs, thread_budget
 
 KEYS_FILE = "serving-keys.json"
 _READY = frozenset({"healthy", "running"})
@@ -89,10 +89,22 @@ class ServiceRunner:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="supervisor", daemon=True)
+        self._started = False
+
+    def refuse_if_running(self) -> None:
+        """UpError when the state dir records a live supervisor or services of another run."""
+        running = [row for row in self.supervisor.status() if row.pid is not None]
+        if running:
+            pids = ", ".join(f"{row.name} pid {row.pid}" for row in running)
+            raise UpError(f"{self.supervisor.state_dir} already runs services ({pids}); "
+                          "stop them with `lorafeed down` first")
 
     def start(self) -> None:
+        """Start every service (SupervisorError, with nothing of ours left running, if one
+        cannot start or another run's services are alive)."""
         with self._lock:
             events = self.supervisor.start_all()
+        self._started = True
         for event in events:
             self._emit(event)
         self._thread.start()
@@ -118,9 +130,13 @@ class ServiceRunner:
             time.sleep(0.5)
 
     def stop(self) -> list[ServiceEvent]:
+        """Stop our services by pid (nothing, when start never succeeded: what another run
+        recorded in the state dir is not ours to stop)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+        if not self._started:
+            return []
         with self._lock:
             events = self.supervisor.stop_all()
         for event in events:
@@ -155,6 +171,13 @@ def status_table(rows: Sequence[ServiceStatus], urls: dict[str, str]) -> Table:
     return table
 
 
+def budget_line(plan: UpPlan) -> str:
+    """The torch thread budget, as printed when the services start."""
+    budget = thread_budget(plan.cores, plan.names, plan.learner_share)
+    shares = ", ".join(f"{name} {threads}" for name, threads in budget.items())
+    return f"torch threads for {plan.cores} cores: {shares}"
+
+
 def dashboard_hint(state_dir: Path, node_urls: dict[str, str]) -> str | None:
     """The command that watches these services live, when this install has the dashboard."""
     if importlib.util.find_spec("lorafeed.dashboard") is None:
@@ -173,25 +196,30 @@ def event_line(event: ServiceEvent) -> str:
 def run_up(stack_settings: StackSettings, tasks_file: Path, ports: tuple[int, ...],
            console: Console, cores: int | None = None) -> int:
     """Start the stack and the services, print changes until SIGINT/SIGTERM, stop everything."""
+    stack = Stack(stack_settings, log=lambda line: console.print(f"  {line}", highlight=False))
+    state_dir = stack.state_dir
+    environ = passed_through(os.environ)
+    keys = serving_keys(state_dir)
+    try:
+        plan = UpPlan(state_dir, tasks_file, ports, cores or os.cpu_count() or 1,
+                      api_key_entries=environ.pop("SERVING_API_KEYS", keys.entries), env=environ)
+    except UpPlanError as exc:
+        raise UpError(str(exc)) from exc
     taken = [port for port in ports if procs.port_open("127.0.0.1", port)]
     if taken:
         raise UpError(f"serving node ports {taken} are taken; choose another --port")
-    stack = Stack(stack_settings, log=lambda line: console.print(f"  {line}", highlight=False))
+    runner = ServiceRunner(state_dir, service_specs(plan, http_ready),
+                           lambda event: console.print(event_line(event), highlight=False))
+    runner.refuse_if_running()  # another `up` on this state dir: leave it (and its stack) alone
     was_up = all(row.state == "healthy" for row in stack.status())
     try:
         stack.up()
     except StackError as exc:
         raise UpError(str(exc)) from exc
-    state_dir = stack.state_dir
-    keys = serving_keys(state_dir)
-    environ = passed_through(os.environ)
-    plan = UpPlan(state_dir, tasks_file, ports, cores or os.cpu_count() or 1,
-                  api_key_entries=environ.pop("SERVING_API_KEYS", keys.entries), env=environ)
-    runner = ServiceRunner(state_dir, service_specs(plan, http_ready),
-                           lambda event: console.print(event_line(event), highlight=False))
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
+    console.print(budget_line(plan), highlight=False)
     try:
         runner.start()
         _watch(runner, plan, keys, stop, console)

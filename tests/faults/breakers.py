@@ -25,7 +25,9 @@ def crash_at(world: FaultWorld, name: str, point: str) -> Window:
     try:
         code = service.popen.wait(CRASH_TIMEOUT_S)
     except Exception as exc:
-        raise AssertionError(f"{name} never reached {point}:\n{service.log()[-3000:]}") from exc
+        pins = {task: world.store.pinned(task) for task in world.tasks}
+        raise AssertionError(f"{name} never reached {point} (pins: {pins}):\n"
+                             f"{service.log()[-3000:]}") from exc
     tail = service.log()[-3000:]
     assert code == -signal.SIGKILL, f"{name} exited {code}, not at {point}:\n{tail}"
     assert f"failpoint {point.split('@')[0]} hit" in service.log()

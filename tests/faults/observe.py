@@ -171,17 +171,15 @@ def store_view(store: AdapterStore) -> StoreView:
     root = store.root
     tasks = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
     for task in tasks:
-        listed = set(store.versions(task))
+        # Each visible directory on its own: a version renamed into place while this runs is
+        # complete the moment it appears (its manifest went in first).
         for path in sorted((root / task).iterdir()):
             if not path.is_dir() or path.name.startswith("."):
-                continue
-            if path.name not in listed:
-                problems.append(f"{task}/{path.name}: a directory without a valid manifest")
                 continue
             try:
                 manifests[(task, path.name)] = store.verify(task, path.name)
             except AdapterStoreError as exc:
-                problems.append(f"{task}@{path.name} fails verification: {exc}")
+                problems.append(f"{task}/{path.name}: not a complete version: {exc}")
         try:
             champion = store.champion(task)
             champions[task] = (

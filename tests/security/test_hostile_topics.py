@@ -252,7 +252,8 @@ def test_hostile_model_events_never_leave_the_adapter_store(world: SecureWorld) 
         models = client.get("/v1/models").json()
     served = {m["id"]: m["lorafeed"]["active_version"] for m in models["data"]}
     assert served["chat"] is not None and served["chat"] != "9.9.9"
-    assert _tree(world) - before <= {p for p in _tree(world) if p.startswith("chat/")}
+    # the learner may be writing a chat version meanwhile (one snapshot: it renames its temp dir)
+    assert {p for p in _tree(world) - before if not p.startswith("chat/")} == set()
     assert {p for p in world.root.parent.iterdir()} == outside
     world.assert_alive()
 

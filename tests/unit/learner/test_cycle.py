@@ -168,6 +168,25 @@ def test_an_update_waits_until_the_held_out_pool_can_show_a_gain(
     assert ctx.pending.stats("faq") == before and ctx.store.versions("faq") == []
 
 
+def test_preference_pairs_the_gate_cannot_score_do_not_fill_the_held_out_pool(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    ctx = make_ctx(tmp_path, models_dir, Sent())
+    pairs = [
+        Example(f"fb:c{n}:correction:pref", "faq", "preference", prompt=_sft(n).prompt,
+                text=f"Order {n} ships on Tuesday.", rejected=f"Order {n} ships on Monday.")
+        for n in range(12)
+    ]  # fmt: skip
+    ctx.pending.add(pairs, 100)  # every pair held out: 12 >= min_heldout, none scorable
+    ctx.pending.add([_sft(n) for n in range(100, 124)], 0)
+    waiting = GEN.model_copy(update={"gate": GEN.gate.model_copy(update={"min_heldout": 10})})
+    before = ctx.pending.stats("faq")
+
+    assert len(ctx.pending.heldout("faq")) == 12
+    assert run_cycle(waiting, ctx) is None
+    assert ctx.pending.stats("faq") == before and ctx.store.versions("faq") == []
+
+
 def _label(n: int, label: str) -> Example:
     return Example(
         f"fb:l{n}:label:-", "intent", "label", text=f"please {label} order {n}", label=label

@@ -11,7 +11,7 @@ from xml.etree import ElementTree
 import pytest
 from rich.console import Console
 
-from lorafeed.demo_eval import answer_f1
+from lorafeed.demo_eval import answer_f1, gate_likelihood
 from lorafeed.demo_results import (
     DemoResults,
     EvalMatrix,
@@ -119,3 +119,17 @@ def test_charts_refuse_ragged_values_and_draw_negative_bars_below_zero() -> None
         heat_map("h", ["r"], ["c1", "c2"], [[0.5]])
     cells = heat_map("h", ["r"], ["c"], [[float("nan")]])
     assert "n/a" in cells and "#dddddd" in cells
+    # columns are coloured on their own scale: [0, 1] for shares, min..max otherwise
+    mixed = heat_map("h", ["a", "b"], ["share", "log-likelihood"], [[1.0, -3.0], [0.0, -2.0]])
+    fills = re.findall(r'fill="(rgb\([^)]*\))"', mixed)
+    assert fills == ["rgb(110,220,120)", "rgb(230,110,120)", "rgb(230,110,120)",
+                     "rgb(110,220,120)"]
+
+
+def test_gate_likelihood_reads_base_and_versions_from_the_gates() -> None:
+    first = VersionResult("support", "1.0.0", None, True, "", {"target.champion": -3.0,
+                                                              "target.candidate": -2.0}, 1, 1, 1)
+    second = VersionResult("support", "1.0.1", "1.0.0", False, "", {}, 1, 1, 1)
+    values = gate_likelihood([first, second])
+    assert values[:2] == [-3.0, -2.0] and math.isnan(values[2])
+    assert math.isnan(gate_likelihood([])[0])
