@@ -26,10 +26,11 @@ from learner.settings import LearnerSettings
 from learner.versions import claim_version
 from lorafeed import failpoints
 from lorafeed.adapter_store_s3 import PublishingStore, open_adapter_store
-from lorafeed.endpoints import resolve_endpoints
+from lorafeed.endpoints import pii_key, resolve_endpoints
 from lorafeed.kafka_clients import make_consumer, make_producer
 from lorafeed.log_redaction import install_log_redaction
 from lorafeed.models import default_cache_dir
+from lorafeed.privacy import Pseudonymizer
 from lorafeed.publish import publish_events
 from lorafeed.settings import PlatformSettings
 from lorafeed.stores import make_redis
@@ -85,7 +86,15 @@ def main() -> None:
         for name in catalog.tasks
     }
     consumer = make_consumer(endpoints.bootstrap_servers, settings.group_id)
-    intake = IntakeLoop(consumer, pending, catalog.tasks, send, prefix)
+    pseudonymizer = Pseudonymizer(pii_key(platform))
+    intake = IntakeLoop(
+        consumer,
+        pending,
+        catalog.tasks,
+        send,
+        prefix,
+        pseudonymize=lambda text: pseudonymizer.pseudonymize(text).text,
+    )
     intake.subscribe()
     metrics = LearnerMetrics(
         list(catalog.tasks),

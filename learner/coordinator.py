@@ -179,7 +179,7 @@ class Coordinator:
             current,
             [
                 (Topic.MODEL_EVENTS.value, task, encode(event)),
-                (Topic.AUDIT_EVENTS.value, task, encode(audit)),
+                (Topic.AUDIT_EVENTS.value, audit.audit_id, encode(audit)),
             ],
         )
         log.warning("learner: rolled %s back from %s to %s: %s", task, current, new, reason)

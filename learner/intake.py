@@ -7,8 +7,10 @@ The learner's consume loop calls `route_feedback` per `FeedbackReceived` and
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from pydantic import ValidationError
 
 from learner.aggregate import ANONYMOUS, Vote
 from learner.errors import InvalidExample, InvalidVote
@@ -52,6 +54,37 @@ class Routed:
     votes: tuple[Vote, ...] = ()
     rating: RatingSignal | None = None
     rejection: Rejection | None = None
+
+
+def scrub_feedback(
+    event: FeedbackReceived, pseudonymize: Callable[[str], str]
+) -> FeedbackReceived | Rejection:
+    """`event` with every free-text field pseudonymized once more.
+
+    Serving nodes already pseudonymize what they publish and tokens are left as they are, so
+    this changes nothing for them; it keeps raw PII out of the pending store when some other
+    producer writes to feedback.events. A field the tokens push past its limit is a rejection
+    naming the field (never its value).
+    """
+    values = event.model_dump()
+    if isinstance(event.input, str):
+        values["input"] = pseudonymize(event.input)
+    else:
+        values["input"] = [
+            {"role": turn.role, "content": pseudonymize(turn.content)} for turn in event.input
+        ]
+    values["output"] = pseudonymize(event.output)
+    for name in ("correction", "annotator"):
+        if values[name] is not None:
+            values[name] = pseudonymize(values[name])
+    try:
+        return FeedbackReceived.model_validate(values)
+    except ValidationError as exc:
+        fields = sorted({".".join(str(part) for part in error["loc"]) for error in exc.errors()})
+        return Rejection(
+            DeadLetterReason.INVALID_FIELD,
+            f"{', '.join(fields)}: invalid once personal data is replaced by pseudonyms",
+        )
 
 
 def route_feedback(event: FeedbackReceived, tasks: Mapping[str, TaskConfig]) -> Routed:

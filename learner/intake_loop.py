@@ -13,7 +13,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message
 
-from learner.intake import examples_from_record, record_matches, route_feedback
+from learner.intake import (
+    Rejection,
+    examples_from_record,
+    record_matches,
+    route_feedback,
+    scrub_feedback,
+)
 from learner.pending import OffsetRef, PendingStore
 from lorafeed.kafka_clients import dead_letter_of
 from schemas import Event, Topic, decode, topic_name
@@ -56,8 +62,10 @@ class IntakeLoop:
         *,
         batch: int = 200,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        pseudonymize: Callable[[str], str] | None = None,
     ) -> None:
         self.consumer, self.pending, self.tasks = consumer, pending, tasks
+        self.pseudonymize = pseudonymize
         self.send, self.prefix, self.batch, self.clock = send, prefix, batch, clock
         self.counts = IntakeCounts()
         self._logical = {topic_name(t, prefix): t for t in INTAKE_TOPICS}
@@ -111,6 +119,11 @@ class IntakeLoop:
         return []
 
     def _feedback(self, msg: Message, event: FeedbackReceived, ref: OffsetRef) -> list[Any]:
+        if self.pseudonymize is not None:
+            scrubbed = scrub_feedback(event, self.pseudonymize)
+            if isinstance(scrubbed, Rejection):
+                return [self._dead(msg, scrubbed.reason, scrubbed.detail)]
+            event = scrubbed
         routed = route_feedback(event, self.tasks)
         if routed.rejection is not None:
             return [self._dead(msg, routed.rejection.reason, routed.rejection.detail)]

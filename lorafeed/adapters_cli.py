@@ -130,8 +130,8 @@ def rollback(store: AdapterStore, task: str, to_version: str | None, actor: str,
     event = rollback_event(task, old, new, digest, reason, automatic=False, now=now)
     console.print(f"{task}: champion {old} -> {new or 'base model'} (pinned by {actor})")
     send([(Topic.MODEL_EVENTS, task, event),
-          (Topic.AUDIT_EVENTS, task, _audit(actor, "adapter.rollback", task, new,
-                                              {"from": old, "reason": reason}, now))])
+          audit_record(actor, "adapter.rollback", task, new, {"from": old, "reason": reason},
+                       now)])
     return 0
 
 
@@ -149,8 +149,7 @@ def pin(store: AdapterStore, task: str, version: str, actor: str, reason: str, s
     moved = _pin_event(task, before, after, f"pinned at {version} by {actor}: {reason}", now)
     if moved is not None:
         events.append((Topic.MODEL_EVENTS, task, moved))
-    events.append((Topic.AUDIT_EVENTS, task,
-                   _audit(actor, "adapter.pin", task, version, {"reason": reason}, now)))
+    events.append(audit_record(actor, "adapter.pin", task, version, {"reason": reason}, now))
     send(events)
     return 0
 
@@ -175,8 +174,8 @@ def unpin(store: AdapterStore, task: str, actor: str, send: Sender, console: Con
     old = store.unpin(task, actor)
     now = datetime.now(UTC)
     console.print(f"{task}: unpinned (was {old.version if old else 'not pinned'})")
-    send([(Topic.AUDIT_EVENTS, task, _audit(actor, "adapter.unpin", task, None,
-                                             {"was": old.version if old else None}, now))])
+    was = {"was": old.version if old else None}
+    send([audit_record(actor, "adapter.unpin", task, None, was, now)])
     return 0
 
 
@@ -205,8 +204,10 @@ def _previous_promoted(store: AdapterStore, task: str, current: str) -> str | No
     return None
 
 
-def _audit(actor: str, action: str, task: str, version: str | None, detail: dict[str, Any],
-           now: datetime) -> AuditRecorded:
-    return AuditRecorded(schema_version=1, audit_id=str(uuid.uuid4()), actor=actor,
-                         action=action, task=task, version=version, detail=detail,
-                         occurred_at=now)
+def audit_record(actor: str, action: str, task: str | None, version: str | None,
+           detail: dict[str, Any], now: datetime) -> tuple[Topic, str, Event]:
+    """The audit record of an operator's action, keyed by its audit_id (the contract's key)."""
+    record = AuditRecorded(schema_version=1, audit_id=str(uuid.uuid4()), actor=actor,
+                           action=action, task=task, version=version, detail=detail,
+                           occurred_at=now)
+    return Topic.AUDIT_EVENTS, record.audit_id, record

@@ -441,7 +441,8 @@ def review_resolve(task: str, item: str, label: str, actor: Actor = None,
     """Decide an item's label; it then trains like an agreed label."""
     from lorafeed.review_cli import run_review_resolve
 
-    raise typer.Exit(run_review_resolve(task, item, label, actor, state_dir, console))
+    raise typer.Exit(run_review_resolve(task, item, label, actor, state_dir, console,
+                                        _sender(state_dir)))
 
 
 DocsCheck = Annotated[bool, typer.Option("--check", help="Only compare; exit 1 on drift.")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -11,7 +12,9 @@ from learner.errors import LearnerError
 from learner.pending import PendingStore
 from learner.review import list_disputed, render, resolve
 from learner.settings import LearnerSettings
-from lorafeed.adapters_cli import default_actor
+from lorafeed.adapters_cli import Sender, audit_record, default_actor
+from lorafeed.endpoints import EndpointError
+from lorafeed.publish import PublishError
 from lorafeed.settings import PlatformSettings
 from lorafeed.task_catalog import CatalogError, load_catalog
 
@@ -48,20 +51,28 @@ def run_review_list(task: str, as_json: bool, state_dir: Path | None, console: C
 
 
 def run_review_resolve(task: str, item: str, label: str, actor: str | None,
-                       state_dir: Path | None, console: Console) -> int:
-    """Decide `item`'s label; exit 2 with the reason for an unknown task, item or label."""
+                       state_dir: Path | None, console: Console, send: Sender) -> int:
+    """Decide `item`'s label and audit it on audit.events; exit 2 with the reason for an
+    unknown task, item or label, 1 when the decision stands but its audit record was refused."""
     try:
         config = load_catalog(LearnerSettings().tasks_file).task(task)
         store = _store(state_dir)
     except (CatalogError, LearnerError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
+    who = actor or default_actor()
     try:
-        example = resolve(store, config, item, label, actor or default_actor())
+        example = resolve(store, config, item, label, who)
     except LearnerError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
     finally:
         store.close()
     console.print(f"{task}/{item}: label {example.label} (pending as {example.example_id})")
+    detail = {"item": item, "label": label, "example_id": example.example_id}
+    try:
+        send([audit_record(who, "review.resolve", task, None, detail, datetime.now(UTC))])
+    except (PublishError, EndpointError) as exc:
+        console.print(f"[red]error:[/] the label is decided, but its audit record failed: {exc}")
+        return 1
     return 0

@@ -1,12 +1,12 @@
 """No raw PII at rest (invariant 7), proven on the running world: seeded PII values (from
 lorafeed.corpus_pii's makers, plus an annotator named by e-mail) go in through every entry point
-(records.raw, chat / score / feedback / search over HTTP, a query string, transactions.raw, and
-invalid events on feedback.events and transactions.raw), the learner trains on them, and then
-everything the system keeps is scanned: Milvus, records.clean, records.indexed, feedback.events,
-scores.out, model.events, audit.events, the human-readable fields of both DLQs, Redis, the
-learner's SQLite (pending, replay, votes, outbox), the adapter store (manifests, pointers,
-weights), scratch dirs, every process log and every /metrics. Only the raw-input topics and the
-DLQs' original bytes may hold a raw value."""
+(records.raw, chat / score / feedback / search over HTTP, a query string, transactions.raw, a
+valid raw event and invalid events on feedback.events, invalid ones on transactions.raw), the
+learner trains on them, and then everything the system keeps is scanned: Milvus, records.clean,
+records.indexed, feedback.events, scores.out, model.events, audit.events, the human-readable
+fields of both DLQs, Redis, the learner's SQLite (pending, replay, votes, outbox), the adapter
+store (manifests, pointers, weights), scratch dirs, every process log and every /metrics. Only
+the raw-input topics and the DLQs' original bytes may hold a raw value."""
 
 from __future__ import annotations
 
@@ -124,7 +124,17 @@ def traffic(world: SecureWorld) -> dict[str, Any]:
     world.produce(Topic.FEEDBACK_EVENTS, [(f"pii-{tag}-fb-bad", json.dumps({
         "schema_version": 1, "request_id": f"pii-{tag}-fb-bad", "task": "chat", "kind": "rating",
         "rating": pii["email"], "adapter_version": None, "input": "x", "output": "y",
-        "served_at": "2026-03-01T09:00:00Z", "received_at": pii["mobile"]}).encode())])
+        "served_at": "2026-03-01T09:00:00Z", "received_at": pii["mobile"]}).encode()),
+        # valid, but raw: a producer other than serving; the learner pseudonymizes on intake
+        (f"pii-{tag}-fb-raw", json.dumps({
+            "schema_version": 1, "request_id": f"pii-{tag}-fb-raw", "task": "chat",
+            "kind": "correction", "correction": f"Write to {pii['email2']} or {pii['mobile']}",
+            "annotator": pii["annotator"], "adapter_version": None,
+            "input": [{"role": "user", "content": f"I am {pii['email']}, card {pii['card']}"}],
+            "output": f"Noted, {pii['email']}", "served_at": "2026-03-01T09:00:00Z",
+            "received_at": "2026-03-01T09:00:01Z"}).encode())])
+    wait_until(lambda: f"pii-{tag}-fb-raw" in world.sqlite_everything(), TIMEOUT_S,
+               "the learner storing the raw feedback event", world)
 
     requests = set(chats) | set(scores)
     wait_until(lambda: {ids["faq"], ids["html"], ids["md"]} <= {

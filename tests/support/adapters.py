@@ -22,7 +22,7 @@ from lorafeed.task_models import (
     resolved_targets,
     save_adapter,
 )
-from schemas.manifest import AdapterManifest
+from schemas.manifest import AdapterManifest, GateDecision
 from schemas.tasks import LoraSettings, TaskConfig
 
 TINY_BASE = "tiny-llama"
@@ -133,3 +133,23 @@ def add_version(
 def version_dir(store: AdapterStore, task: str, version: str) -> Path:
     """Where the store keeps `task`@`version` (tests corrupt files there)."""
     return store.root / task / version
+
+
+def store_with_versions(root: Path) -> AdapterStore:
+    """Task `chat`: 1.0.0 promoted (champion), 1.1.0 rejected."""
+    store = AdapterStore(root)
+    files = root.parent / "files"
+    files.mkdir()
+    (files / "adapter_model.safetensors").write_bytes(b"weights")
+    for version, promoted in (("1.0.0", True), ("1.1.0", False)):
+        fields = AdapterManifest(
+            schema_version=1, task="chat", version=version, kind="generation",
+            base_model_id="tiny", base_model_sha256="b" * 64, files={"x": "0" * 64},
+            lora=LoraSettings(r=4, alpha=8, target_modules=["q_proj"]),
+            gate=GateDecision(promoted=promoted, reason="test"),
+            created_at=CREATED_AT,
+        ).model_dump(mode="json")
+        del fields["files"]
+        store.write_version("chat", version, files, fields)
+    store.set_champion("chat", "1.0.0")
+    return store

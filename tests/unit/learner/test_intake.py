@@ -10,11 +10,14 @@ import pytest
 from learner.aggregate import Vote
 from learner.intake import (
     RatingSignal,
+    Rejection,
     chunk_chars,
     examples_from_record,
     record_matches,
     route_feedback,
+    scrub_feedback,
 )
+from lorafeed.privacy import Pseudonymizer, contains_raw_pii
 from schemas.dead_letters import DeadLetterReason
 from schemas.feedback import FeedbackReceived
 from schemas.records import RecordCleaned
@@ -221,3 +224,38 @@ def test_chunking_splits_long_sentences_and_unspaced_text() -> None:
     long_sentence = " ".join(f"w{i}" for i in range(100))
     chunks = chunk_chars(long_sentence, 40)
     assert all(len(c) <= 40 for c in chunks) and " ".join(chunks) == long_sentence
+
+
+PSEUDO = Pseudonymizer(b"k" * 32)
+
+
+def _scrub(text: str) -> str:
+    return PSEUDO.pseudonymize(text).text
+
+
+def test_raw_personal_data_written_straight_to_the_topic_is_pseudonymized_on_intake() -> None:
+    raw = feedback(
+        kind="correction",
+        correction="Mail jane.doe@example.com or call +44 20 7946 0958",
+        annotator="jane.doe@example.com",
+        input=[{"role": "user", "content": "I am jane.doe@example.com"}],
+        output="Hello jane.doe@example.com",
+    )
+    scrubbed = scrub_feedback(raw, _scrub)
+
+    assert isinstance(scrubbed, FeedbackReceived)
+    text = scrubbed.model_dump_json()
+    assert "jane.doe" not in text and "7946" not in text and contains_raw_pii(text) == []
+    assert scrubbed.correction == _scrub(raw.correction or "")
+    assert scrubbed.annotator == _scrub("jane.doe@example.com")
+    # already pseudonymized (what serving publishes): unchanged, so redeliveries count once
+    assert scrub_feedback(scrubbed, _scrub) == scrubbed
+
+
+def test_a_field_that_pseudonyms_push_past_its_limit_is_rejected_by_name_not_value() -> None:
+    raw = feedback(rating=1, annotator="jane@example.com")
+    rejected = scrub_feedback(raw, lambda text: text.replace("@", "@" + "x" * 500))
+
+    assert isinstance(rejected, Rejection)
+    assert rejected.reason is DeadLetterReason.INVALID_FIELD
+    assert "annotator" in rejected.detail and "example.com" not in rejected.detail

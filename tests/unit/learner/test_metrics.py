@@ -5,36 +5,15 @@ server on a free port."""
 from __future__ import annotations
 
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 
 from learner.cycle import CycleResult
 from learner.metrics import LearnerMetrics
 from lorafeed.adapter_store import AdapterStore
 from lorafeed.dashboard_metrics import by_label, parse_samples, total
-from schemas import AdapterManifest, GateDecision, LoraSettings
+from tests.support.adapters import store_with_versions
 
 NOW = 1_780_000_000.0
-
-
-def store_with_versions(root: Path) -> AdapterStore:
-    """Task `chat`: 1.0.0 promoted (champion), 1.1.0 rejected."""
-    store = AdapterStore(root)
-    files = root.parent / "files"
-    files.mkdir()
-    (files / "adapter_model.safetensors").write_bytes(b"weights")
-    for version, promoted in (("1.0.0", True), ("1.1.0", False)):
-        fields = AdapterManifest(
-            schema_version=1, task="chat", version=version, kind="generation",
-            base_model_id="tiny", base_model_sha256="b" * 64, files={"x": "0" * 64},
-            lora=LoraSettings(r=4, alpha=8, target_modules=["q_proj"]),
-            gate=GateDecision(promoted=promoted, reason="test"),
-            created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        ).model_dump(mode="json")
-        del fields["files"]
-        store.write_version("chat", version, files, fields)
-    store.set_champion("chat", "1.0.0")
-    return store
 
 
 def test_scrape_reads_pending_and_the_store(tmp_path: Path) -> None:
