@@ -28,11 +28,18 @@ serving node at each of its failpoints, the learner at each of its own and the a
 
 from __future__ import annotations
 
+import io
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
+from rich.console import Console
 
+from lorafeed.adapters_cli import pin, unpin
+from lorafeed.kafka_clients import make_producer
+from lorafeed.publish import publish_events
 from tests.faults.breakers import crash_at, kill9, kill_dependency, pause
 from tests.faults.history import History, run_scenario
 from tests.faults.results import REPORTS
@@ -62,8 +69,50 @@ def _kill9(name: str) -> Callable[[FaultWorld], object]:
 
 def _swap_crash(name: str) -> Callable[[FaultWorld], object]:
     """Arm serving.before_activate on the first swap after start-up: a node loads each
-    champion once while starting, so the hit to fire on is one more than that."""
-    return lambda world: crash_at(world, name, f"serving.before_activate@{world.champions() + 1}")
+    champion once while starting, so the hit to fire on is one more than that. The learner's
+    promotions are not counted on for that swap (late in a run its gate rejects most
+    candidates): an operator's pin and unpin, as `lorafeed adapters pin` does it, moves a
+    champion every SWAP_EVERY_S until the node is down."""
+
+    def run(world: FaultWorld) -> object:
+        stop = threading.Event()
+        swapper = threading.Thread(target=_keep_swapping, args=(world, stop), daemon=True)
+        swapper.start()
+        try:
+            return crash_at(world, name, f"serving.before_activate@{world.champions() + 1}")
+        finally:
+            stop.set()
+            swapper.join()
+
+    return run
+
+
+SWAP_EVERY_S = 20.0
+
+
+def _keep_swapping(world: FaultWorld, stop: threading.Event) -> None:
+    producer = make_producer(world.stack.bootstrap)
+    console = Console(file=io.StringIO())
+
+    def send(events: list[Any]) -> None:
+        publish_events(producer, world.prefix, events)
+
+    while not stop.wait(SWAP_EVERY_S):
+        store = world.store
+        for task in world.tasks:
+            champion = store.champion(task)
+            promoted = [v for v in store.versions(task)
+                        if store.read_manifest(task, v).gate.promoted]
+            others = [v for v in promoted if champion is None or v != champion.version]
+            if champion is None or not others:
+                continue
+            try:
+                pin(store, task, others[-1], "faults", "a swap for serving.before_activate", send,
+                    console)
+            finally:
+                unpin(store, task, "faults", send, console)
+            world.note(f"operator moved {task} from {champion.version} to {others[-1]}")
+            break
 
 
 def _pause_past_session(world: FaultWorld) -> object:
