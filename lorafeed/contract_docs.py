@@ -51,7 +51,8 @@ ROLES: Final[Mapping[Topic, tuple[str, str]]] = {
                          "serving nodes and the scorer (each on its own group); the learner "
                          "(load failures feed its watch); the dashboard"),
     Topic.AUDIT_EVENTS: ("`lorafeed adapters rollback|pin|unpin`, `lorafeed review resolve`, "
-                         "the admin API, the learner's automatic rollbacks", "operators, compliance tooling"),
+                         "the admin API, the learner's automatic rollbacks",
+                         "operators, compliance tooling"),
 }  # fmt: skip
 
 
