@@ -9,25 +9,16 @@ from pathlib import Path
 import pytest
 
 from lorafeed.embedder import SentenceEmbedder
-from lorafeed.stack import Stack
 from tests.faults.history import History
 from tests.faults.results import REPORTS
 from tests.faults.world import FaultWorld
-from tests.support.stack import RunningStack, isolated_stack_settings
+from tests.support.stack import RunningStack, isolated_stack
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    settings = isolated_stack_settings(tmp_path_factory.mktemp("stack"))
-    embedded = Stack(settings)
-    try:
-        yield RunningStack(settings, embedded.up())
-    finally:
-        recorded = embedded.state()
-        embedded.down()
-    for component in recorded.components.values() if recorded else []:
-        if component.pid is not None:
-            assert not component.process_alive(), f"{component.name} pid {component.pid} survived"
+    with isolated_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

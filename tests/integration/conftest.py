@@ -7,21 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from lorafeed.stack import Stack
-from tests.support.stack import RunningStack, isolated_stack_settings
+from tests.support.stack import RunningStack, isolated_stack
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    settings = isolated_stack_settings(tmp_path_factory.mktemp("stack"))
-    embedded = Stack(settings)
-    try:
-        state = embedded.up()
-        yield RunningStack(settings, state)
-    finally:
-        recorded = embedded.state()
-        embedded.down()
-    # Tests clean up after themselves: nothing this run started may outlive it.
-    for component in recorded.components.values() if recorded else []:
-        if component.pid is not None:
-            assert not component.process_alive(), f"{component.name} pid {component.pid} survived"
+    with isolated_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running

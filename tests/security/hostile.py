@@ -9,7 +9,7 @@ lettered with one of a set of reasons. Large inputs are built on demand (10 MB e
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -147,6 +147,17 @@ _PROSE: Final = (
 
 def _dump(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def payload_adder(tag: str, out: list[Payload]) -> Callable[..., None]:
+    """`add(name, value, *reasons)` appends the Payload keyed `{tag}-{name}` to `out`; a dict
+    value is JSON-encoded with lone surrogates kept."""
+
+    def add(name: str, value: bytes | dict[str, Any], *reasons: str | None) -> None:
+        data = value if isinstance(value, bytes) else _dump(value)
+        out.append(Payload(name, f"{tag}-{name}", data, frozenset(reasons)))
+
+    return add
 
 
 def raw_record_payloads(tag: str) -> list[Payload]:

@@ -28,6 +28,7 @@ from tests.security.hostile import (
     big_text,
     deep_json,
     deep_object,
+    payload_adder,
     raw_record_payloads,
     too_large_record,
 )
@@ -115,12 +116,7 @@ def _feedback(request_id: str, **fields: Any) -> dict[str, Any]:
 
 def _feedback_payloads(tag: str) -> list[Payload]:
     out: list[Payload] = []
-
-    def add(name: str, value: bytes | dict[str, Any], *reasons: str | None) -> None:
-        data = value if isinstance(value, bytes) else json.dumps(
-            value, ensure_ascii=False).encode("utf-8", "surrogatepass")
-        out.append(Payload(name, f"{tag}-{name}", data, frozenset(reasons)))
-
+    add = payload_adder(tag, out)
     for name, text in STRINGS.items():
         add(f"correction-{name}", _feedback(f"{tag}-c-{name}", kind="correction", rating=None,
                                             correction=text[:30_000], output="I do not know."),
@@ -275,12 +271,7 @@ def test_hostile_transactions_are_scored_or_dead_lettered_with_a_reason(
 ) -> None:
     tag = f"ht{world.serving.tag}"
     out: list[Payload] = []
-
-    def add(name: str, value: bytes | dict[str, Any], *reasons: str | None) -> None:
-        data = value if isinstance(value, bytes) else json.dumps(
-            value, ensure_ascii=False).encode("utf-8", "surrogatepass")
-        out.append(Payload(name, f"{tag}-{name}", data, frozenset(reasons)))
-
+    add = payload_adder(tag, out)
     for name, text in STRINGS.items():
         add(f"text-{name}", _transaction(f"{tag}-t-{name}", text=text,
                                          fields={name: text[:1000], "n": 1}))

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 import redis
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from lorafeed import procs
 from lorafeed.kafka_clients import make_consumer, make_producer
@@ -32,7 +32,7 @@ from schemas import TOPICS, SchemaError, Topic, decode, topic_name
 from tests.support.learner_proc import task_table, to_toml
 from tests.support.serving_proc import Keys, Node, ServingWorld
 from tests.support.stack import RunningStack
-from tests.support.workers import ROOT, Scenario, wait_for
+from tests.support.workers import ROOT, Position, Scenario, produce_landed, wait_for
 
 PII_KEY = "test-key-0123456789abcdef"  # Scenario.env gives it to every process
 # Planted in every process's environment: none may ever show in a log, a metric or an answer.
@@ -41,7 +41,6 @@ S3_SECRET = "s3-secret-probe-Zq8Lw2Nx5Vb7Tc1Rm4Kp"
 DASHBOARD_ACCESS_KEY = "dash-access-probe-Hk3Jm9Qw2Ls7"
 FAQ_SOURCE = "faq-pii"  # the knowledge source the chat task learns from
 START_TIMEOUT_S = 240
-Position = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -192,31 +191,8 @@ class SecureWorld:
 
     def produce(self, topic: Topic, items: Iterable[tuple[str, bytes]]) -> list[Position]:
         """Produce and wait for every delivery report; where each landed, in order."""
-        producer = make_producer(self.serving.scenario.stack.bootstrap)
-        items = list(items)
-        landed: list[Position | None] = [None] * len(items)
-        errors: list[str] = []
-
-        def report(index: int) -> Any:
-            def delivered(err: KafkaError | None, msg: Message) -> None:
-                if err is not None:
-                    errors.append(f"item {index}: {err}")
-                else:
-                    landed[index] = (msg.partition() or 0, msg.offset() or 0)
-            return delivered
-
-        name = topic_name(topic, self.prefix)
-        for index, (key, value) in enumerate(items):
-            while True:
-                try:
-                    producer.produce(name, key=key, value=value, on_delivery=report(index))
-                    break
-                except BufferError:
-                    producer.poll(0.5)
-            producer.poll(0)
-        assert producer.flush(60) == 0 and not errors, errors
-        assert None not in landed
-        return [p for p in landed if p is not None]
+        return produce_landed(self.serving.scenario.stack.bootstrap,
+                              topic_name(topic, self.prefix), items)
 
     def produce_refused(self, topic: Topic, value: bytes) -> str:
         """The producer's own refusal of `value` (e.g. over message.max.bytes), as text."""

@@ -16,21 +16,20 @@ from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import TopicPartition
 
 from learner.examples import is_heldout
 from lorafeed import procs
 from lorafeed.adapter_store import AdapterStore, AdapterStoreError
-from lorafeed.kafka_clients import make_consumer, make_producer
+from lorafeed.kafka_clients import make_consumer
 from schemas import Event, Topic, encode, topic_name
 from schemas.feedback import ChatMessage, FeedbackReceived
 from schemas.manifest import manifest_sha256
 from schemas.model_events import ModelEventBase
 from tests.support.stack import RunningStack
-from tests.support.workers import ROOT, Scenario
+from tests.support.workers import ROOT, Position, Scenario, produce_landed
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-Position = tuple[int, int]  # (partition, offset) of a produced message
 
 
 def task_table(base_model: str = "tiny-llama", min_examples: int = 12, **sections: Any) -> dict:
@@ -197,26 +196,9 @@ class LearnerScenario:
 
     def produce(self, topic: Topic, items: Iterable[tuple[str, bytes]]) -> list[Position]:
         """Produce (key, value) pairs and return where each landed, in order."""
-        producer = make_producer(self.scenario.stack.bootstrap)
-        items = list(items)
-        landed: list[Position | None] = [None] * len(items)
-        errors: list[str] = []
-
-        def delivered(index: int) -> Any:
-            def report(err: KafkaError | None, msg: Message) -> None:
-                if err is not None:
-                    errors.append(str(err))
-                else:
-                    landed[index] = (msg.partition() or 0, msg.offset() or 0)
-
-            return report
-
-        name = topic_name(topic, self.prefix)
-        for index, (key, value) in enumerate(items):
-            producer.produce(name, key=key, value=value, on_delivery=delivered(index))
-            producer.poll(0)
-        assert producer.flush(30) == 0 and not errors, errors
-        return [position for position in landed if position is not None]
+        return produce_landed(
+            self.scenario.stack.bootstrap, topic_name(topic, self.prefix), items, timeout_s=30
+        )
 
     def send(self, topic: Topic, events: Sequence[Event]) -> list[Position]:
         """Produce events keyed by their request id or record id; where each landed."""

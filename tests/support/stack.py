@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from lorafeed.procs import free_port
 from lorafeed.settings import StackSettings
-from lorafeed.stack import StackState
+from lorafeed.stack import Stack, StackState
 
 
 @dataclass(frozen=True)
@@ -48,3 +50,19 @@ def isolated_stack_settings(state_dir: Path) -> StackSettings:
         topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
         health_timeout_s=60,
     )
+
+
+@contextlib.contextmanager
+def isolated_stack(state_dir: Path) -> Iterator[RunningStack]:
+    """An embedded stack on `isolated_stack_settings(state_dir)`, stopped by pid on exit; then
+    nothing it started may still be alive (tests clean up after themselves)."""
+    settings = isolated_stack_settings(state_dir)
+    embedded = Stack(settings)
+    try:
+        yield RunningStack(settings, embedded.up())
+    finally:
+        recorded = embedded.state()
+        embedded.down()
+    for component in recorded.components.values() if recorded else []:
+        if component.pid is not None:
+            assert not component.process_alive(), f"{component.name} pid {component.pid} survived"

@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
+from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from lorafeed import procs
 from lorafeed.kafka_clients import ensure_topics, make_admin, make_consumer, make_producer
@@ -93,6 +94,41 @@ class Scenario:
                 self.stack.bootstrap, topic_name(topic, self.prefix), TOPICS[topic].partitions
             )
         ]
+
+
+Position = tuple[int, int]  # (partition, offset) of a produced message
+
+
+def produce_landed(
+    bootstrap: str, name: str, items: Iterable[tuple[str, bytes]], timeout_s: float = 60
+) -> list[Position]:
+    """Produce (key, value) pairs to topic `name`, waiting out a full local queue, and return
+    where each landed, in order; fails naming the item when the broker refused one."""
+    producer = make_producer(bootstrap)
+    items = list(items)
+    landed: list[Position | None] = [None] * len(items)
+    errors: list[str] = []
+
+    def report(index: int) -> Any:
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                errors.append(f"item {index}: {err}")
+            else:
+                landed[index] = (msg.partition() or 0, msg.offset() or 0)
+
+        return delivered
+
+    for index, (key, value) in enumerate(items):
+        while True:
+            try:
+                producer.produce(name, key=key, value=value, on_delivery=report(index))
+                break
+            except BufferError:
+                producer.poll(0.5)
+        producer.poll(0)
+    assert producer.flush(timeout_s) == 0 and not errors, errors
+    assert None not in landed
+    return [p for p in landed if p is not None]
 
 
 def wait_for(predicate, timeout_s: float, what: str, interval: float = 0.5):  # type: ignore[no-untyped-def]

@@ -112,20 +112,19 @@ def test_gradient_checkpointing_gives_the_same_losses(tiny_dir: Path, tmp_path: 
     assert checkpointed.losses == pytest.approx(plain.losses, rel=1e-5)
 
 
+def _pairs(count: int, rejected: str) -> list[Example]:
+    """`count` preference pairs p0.. on one question: chosen "Monday.", `rejected` rejected."""
+    return [
+        Example(f"p{n}", "faq", "preference", prompt=(("user", "When?"),), text="Monday.",
+                rejected=rejected)
+        for n in range(count)
+    ]  # fmt: skip
+
+
 def test_dpo_runs_with_and_without_sft_examples(tiny_dir: Path, tmp_path: Path) -> None:
     training = GEN.training.model_copy(update={"preference_loss": "dpo", "dpo_weight": 1.0})
     task = GEN.model_copy(update={"training": training})
-    pairs = [
-        Example(
-            f"p{n}",
-            "faq",
-            "preference",
-            prompt=(("user", "When?"),),
-            text="Monday.",
-            rejected="Never, sorry.",
-        )  # fmt: skip
-        for n in range(3)
-    ]
+    pairs = _pairs(3, rejected="Never, sorry.")
     plain = update(GEN, tiny_dir, None, tmp_path / "plain")
     mixed = update(
         task, tiny_dir, None, tmp_path / "mixed", train=[sft(n) for n in range(10)] + pairs
@@ -141,17 +140,7 @@ def test_the_outcome_names_only_the_examples_some_step_used(tiny_dir: Path, tmp_
     # preference pairs make 2 pair batches and both are reached.
     training = GEN.training.model_copy(update={"preference_loss": "dpo"})
     task = GEN.model_copy(update={"training": training})
-    pairs = [
-        Example(
-            f"p{n}",
-            "faq",
-            "preference",
-            prompt=(("user", "When?"),),
-            text="Monday.",
-            rejected="Never.",
-        )  # fmt: skip
-        for n in range(5)
-    ]
+    pairs = _pairs(5, rejected="Never.")
     outcome = update(
         task, tiny_dir, None, tmp_path / "out", train=[sft(n) for n in range(10)] + pairs
     )
