@@ -128,10 +128,16 @@ def _texts(driver: Any, css: str) -> list[str]:
 
 
 def _until(driver: Any, check: Callable[[], Any], what: str) -> Any:
-    """Wait (reading the live DOM) until ``check`` is truthy; fail with the page text."""
+    """Wait (reading the live DOM) until ``check`` is truthy; fail with the page text. An element
+    the poll script replaced while ``check`` read it counts as "not yet": read again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:
-        found = check()
+        try:
+            found = check()
+        except StaleElementReferenceException:
+            found = None
         if found:
             return found
         time.sleep(0.3)
