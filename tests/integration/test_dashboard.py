@@ -121,24 +121,41 @@ def services(world: ServingWorld) -> Iterator[dict[str, Any]]:
         stop_all(*handles)
 
 
-def _texts(driver: Any, css: str) -> list[str]:
-    from selenium.webdriver.common.by import By
+_READ = """
+const [css, names] = arguments;
+return Array.from(document.querySelectorAll(css), (el) => {
+  const row = {text: (el.innerText === undefined ? el.textContent : el.innerText).trim()};
+  for (const name of names) row[name] = el.getAttribute(name);
+  return row;
+});"""
 
-    return [el.text.strip() for el in driver.find_elements(By.CSS_SELECTOR, css)]
+
+def _read(driver: Any, css: str, *names: str) -> list[dict[str, Any]]:
+    """The text and the named attributes of every element matching ``css``, read by one script in
+    the page: the dashboard's poll re-renders tables, and an element found in one WebDriver call
+    and read in the next can be gone by then (a stale-element error failed a CI run)."""
+    return list(driver.execute_script(_READ, css, list(names)))
+
+
+def _texts(driver: Any, css: str) -> list[str]:
+    return [row["text"] for row in _read(driver, css)]
+
+
+def _text(driver: Any, css: str) -> str:
+    texts = _texts(driver, css)
+    assert len(texts) == 1, f"{css!r} matched {len(texts)} elements"
+    return texts[0]
+
+
+def _body(driver: Any, name: str) -> str:
+    return str(_read(driver, "body", name)[0][name])
 
 
 def _until(driver: Any, check: Callable[[], Any], what: str) -> Any:
-    """Wait (reading the live DOM) until ``check`` is truthy; fail with the page text. An element
-    the poll script replaced while ``check`` read it counts as "not yet": read again."""
-    from selenium.common.exceptions import StaleElementReferenceException
-
+    """Wait (reading the live DOM) until ``check`` is truthy; fail with the page text."""
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:
-        try:
-            found = check()
-        except StaleElementReferenceException:
-            found = None
-        if found:
+        if found := check():
             return found
         time.sleep(0.3)
     body = driver.execute_script("return document.body.innerText")
@@ -146,10 +163,8 @@ def _until(driver: Any, check: Callable[[], Any], what: str) -> Any:
 
 
 def _serving(driver: Any, task: str) -> dict[str, str]:
-    from selenium.webdriver.common.by import By
-
-    return {el.get_attribute("data-node"): el.text.strip()
-            for el in driver.find_elements(By.CSS_SELECTOR, f'.serving[data-task="{task}"]')}
+    return {row["data-node"]: row["text"]
+            for row in _read(driver, f'.serving[data-task="{task}"]', "data-node")}
 
 
 def _post(node: Node, key: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -185,7 +200,7 @@ def test_dashboard_shows_versions_live_through_a_rollout(
     world.produce(Topic.FEEDBACK_EVENTS, [("garbage", b"{not json")])
 
     # -- a rollout: 1.1.0 promoted (store + pointer + event), 1.2.0 written but rejected ------
-    polls_before = int(driver.find_element("css selector", "body").get_attribute("data-polls"))
+    polls_before = int(_body(driver, "data-polls"))
     promoted = world.add_version("chat", "1.1.0", seed=2)
     world.promote(promoted)
     rejected_gate = {"promoted": False, "reason": "gain below min_gain", "numbers": {"gain": -0.1}}
@@ -200,14 +215,13 @@ def test_dashboard_shows_versions_live_through_a_rollout(
     assert _texts(driver, '.current[data-task="chat"]') == ["1.1.0"]
     timeline = 'svg.timeline[data-task="chat"] g.version'
     _until(driver, lambda: len(_texts(driver, timeline)) == 3, "three chat versions")
-    marks = {el.get_attribute("data-version"): (el.get_attribute("data-promoted"),
-                                                 el.get_attribute("data-champion"))
-             for el in driver.find_elements("css selector", timeline)}
+    marks = {row["data-version"]: (row["data-promoted"], row["data-champion"])
+             for row in _read(driver, timeline, "data-version", "data-promoted", "data-champion")}
     assert marks == {"1.0.0": ("true", "false"), "1.1.0": ("true", "true"),
                      "1.2.0": ("false", "false")}
-    page = driver.find_element("css selector", "#versions").text
+    page = _text(driver, "#versions")
     assert "gain below min_gain" in page and "rejected" in page
-    _until(driver, lambda: "activated" in driver.find_element("css selector", "#events").text,
+    _until(driver, lambda: "activated" in _text(driver, "#events"),
            "the nodes' activation events")
 
     # -- feedback pending, the dead letter's reason, lag, latency ----------------------------
@@ -220,7 +234,7 @@ def test_dashboard_shows_versions_live_through_a_rollout(
     assert 'lorafeed_learner_pending_examples{task="chat"}' in scraped
     _until(driver, lambda: "not_json" in _texts(driver, "#records .reason"),
            "the malformed feedback's dead-letter reason")
-    lags = driver.find_element("css selector", "table.lags").text
+    lags = _text(driver, "table.lags")
     assert services["learner_group"] in lags and "feedback.events" in lags
     latency = {row.split()[0]: row for row in _texts(driver, "table.latency tbody tr")}
     assert set(latency) == set(NODES), latency
@@ -228,8 +242,8 @@ def test_dashboard_shows_versions_live_through_a_rollout(
 
     # -- all of it arrived by polling, in the document first loaded --------------------------
     assert driver.execute_script("return window.__sameDocument") == "yes"
-    polls_after = int(driver.find_element("css selector", "body").get_attribute("data-polls"))
+    polls_after = int(_body(driver, "data-polls"))
     assert polls_after > polls_before
-    assert driver.find_element("css selector", "body").get_attribute("data-stale") == "false"
+    assert _body(driver, "data-stale") == "false"
     assert not _texts(driver, "#errors li"), _texts(driver, "#errors li")
 
