@@ -58,9 +58,8 @@ ROLES: Final[Mapping[Topic, tuple[str, str]]] = {
 
 # What the samples cannot show, per topic.
 NOTES: Final[Mapping[Topic, str]] = {
-    Topic.RECORDS_INDEXED: "In a running system chunk ids are the Milvus primary keys, "
-    "`<record_id>#<chunk index, 5 digits>` (`kb-refund-zh#00000`); the sample below uses a "
-    "shorter form the schema also accepts.",
+    Topic.RECORDS_INDEXED: "Chunk ids are the Milvus primary keys, "
+    "`<record_id>#<chunk index, 5 digits>`.",
     Topic.FEEDBACK_EVENTS: "Apps do not build this event: they post `{request_id, kind, rating "
     "| correction | label, annotator?}` to a serving node's `POST /v1/feedback`, and the node "
     "adds what it recorded when it served the request (task, input, output, adapter version, "

@@ -12,8 +12,11 @@ from datetime import UTC, datetime, timedelta
 from schemas import (
     TOPICS,
     AdapterActivated,
+    AdapterLoadFailed,
     AdapterPromoted,
     AdapterPublished,
+    AdapterRejected,
+    AdapterRolledBack,
     AuditRecorded,
     ChatMessage,
     DeadLetterReason,
@@ -29,6 +32,8 @@ from schemas import (
 )
 
 _SHA = "9f2c" * 16
+_SHA_0 = "0b7e" * 16
+_SHA_2 = "5d1a" * 16
 
 
 def message_key(topic: Topic, event: Event) -> str:
@@ -62,7 +67,7 @@ def sample_events(now: datetime | None = None) -> dict[Topic, list[Event]]:
         ],
         Topic.RECORDS_INDEXED: [
             RecordIndexed(schema_version=1, record_id="kb-refund-zh", collection="knowledge",
-                          chunk_count=1, chunk_ids=["kb-refund-zh:0"], indexed_at=now),
+                          chunk_count=1, chunk_ids=["kb-refund-zh#00000"], indexed_at=now),
         ],
         Topic.RECORDS_DLQ: [
             dead_letter(b"{not json", DeadLetterReason.NOT_JSON, "Expecting property name",
@@ -75,7 +80,7 @@ def sample_events(now: datetime | None = None) -> dict[Topic, list[Event]]:
                 adapter_version="1.0.0",
                 input=[ChatMessage(role="user", content="How long do I have to ask for a refund?")],
                 output="You can ask for a refund within 14 days.",
-                retrieved_passage_ids=["kb-refund-en:0"], served_at=earlier, received_at=now),
+                retrieved_passage_ids=["kb-refund-en#00000"], served_at=earlier, received_at=now),
         ],
         Topic.FEEDBACK_DLQ: [
             dead_letter(b'{"schema_version": 1, "kind": "rating"}', DeadLetterReason.INVALID_FIELD,
@@ -103,6 +108,20 @@ def sample_events(now: datetime | None = None) -> dict[Topic, list[Event]]:
             AdapterActivated(schema_version=1, event_id="ev-3", task="support-chat",
                              occurred_at=now, node="serve-1", version="1.0.1",
                              manifest_sha256=_SHA),
+            AdapterPublished(schema_version=1, event_id="ev-4", task="support-chat",
+                             occurred_at=now, version="1.0.2", manifest_sha256=_SHA_2,
+                             parent_version="1.0.1"),
+            AdapterRejected(schema_version=1, event_id="ev-5", task="support-chat",
+                            occurred_at=now, version="1.0.2", manifest_sha256=_SHA_2,
+                            reason="held-out gain 0.004 below min_gain 0.01"),
+            AdapterLoadFailed(schema_version=1, event_id="ev-6", task="support-chat",
+                              occurred_at=now, node="serve-2", version="1.0.1",
+                              manifest_sha256=_SHA,
+                              reason="sha256 mismatch: adapter_model.safetensors"),
+            AdapterRolledBack(schema_version=1, event_id="ev-7", task="support-chat",
+                              occurred_at=now, from_version="1.0.1", to_version="1.0.0",
+                              manifest_sha256=_SHA_0, automatic=True,
+                              reason="a node could not load 1.0.1"),
         ],
         Topic.AUDIT_EVENTS: [
             AuditRecorded(schema_version=1, audit_id="au-1", actor="ops", action="pin",
