@@ -43,7 +43,7 @@ from learner.ewc import (
 )
 from learner.examples import Example
 from learner.hooks import BaseHook, EwcHook, TrainHook, TrainState
-from learner.losses import loss_fn_for
+from learner.losses import loss_fn_for, train_loss_fn_for
 from learner.training import train_steps
 from lorafeed import failpoints
 from lorafeed.task_models import (
@@ -143,7 +143,7 @@ def run_update(
     if progress is not None:
         all_hooks.append(_Progress(progress, total))
     batches = encode.batches(plan) if plan else iter([{}] * total)
-    loss_fn = loss_fn_for(task) if plan else _no_task_loss
+    loss_fn = train_loss_fn_for(task) if plan else _no_task_loss
     optimizer = torch.optim.AdamW(list(params.values()), lr=settings.learning_rate)
     with _checkpointing(model, settings.gradient_checkpointing):
         result = train_steps(model, batches, optimizer, loss_fn, all_hooks, total, settings.seed)
