@@ -21,6 +21,7 @@ from learner.errors import VersionTaken
 from learner.intake_loop import IntakeLoop
 from learner.lock import DEFAULT_PREFIX, TaskLock
 from learner.metrics import LearnerMetrics
+from learner.passages import MilvusPassages
 from learner.pending import PendingStore
 from learner.settings import LearnerSettings
 from learner.versions import claim_version
@@ -77,6 +78,11 @@ def main() -> None:
         dtype=settings.dtype,
         max_examples=settings.max_examples_per_update,
         eval_match=settings.eval_match,
+        passages=(
+            MilvusPassages(endpoints.milvus_uri, settings.collection)
+            if settings.grounding
+            else None
+        ),
     )
     owner = settings.owner or f"{socket.gethostname()}:{os.getpid()}"
     client = make_redis(endpoints.redis_url)

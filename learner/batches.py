@@ -1,5 +1,6 @@
-"""Examples to tensors: chat examples with assistant-only labels, plain text, labelled inputs,
-preference pairs, and the seeded plan that mixes new examples with replayed ones per batch.
+"""Examples to tensors: chat examples with assistant-only labels (grounded in the passages they
+were served with, laid out as serving lays them out), plain text, labelled inputs, preference
+pairs, and the seeded plan that mixes new examples with replayed ones per batch.
 
 Called by `learner.update` (training, Fisher) and `learner.evaluation` (scoring). Untrusted text
 never becomes a special token: tokenizer markers inside it are broken up before templating.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -18,6 +19,7 @@ import torch
 from learner.errors import TrainingError
 from learner.ewc import Batch
 from learner.examples import Example
+from lorafeed.grounding import PASSAGE_TOKENS, grounded_turns, passage_line, truncate_tokens
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 IGNORE: Final = -100  # label of tokens that carry no loss
 _JOINER: Final = "\u200d"  # zero-width joiner: invisible, breaks the marker's exact match
 GENERATION_KINDS: Final = frozenset({"sft", "text"})
+NO_PASSAGES: Final[Mapping[str, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -85,14 +88,23 @@ def encode_chat(
     prompt: Sequence[tuple[str, str]],
     answer: str,
     max_len: int,
+    passages: Sequence[tuple[str, str]] = (),
 ) -> Encoded:
-    """Prompt + answer within `max_len` tokens with loss on the answer only.
+    """Prompt (grounded in `passages`, (id, text) best first) + answer within `max_len` tokens
+    with loss on the answer only.
 
-    Earlier turns are dropped first, then the prompt loses tokens from its left; the answer
-    keeps all its tokens unless it alone exceeds what is left after a quarter of `max_len`.
+    Each passage is cut to `PASSAGE_TOKENS`; over budget, passages go first (the lowest ranked,
+    then the last one is shortened), then earlier turns, then the prompt loses tokens from its
+    left; the answer keeps all its tokens unless it alone exceeds what is left after a quarter of
+    `max_len`.
     """
     turns = list(prompt)
-    prompt_ids, answer_ids = chat_parts(tokenizer, turns, answer)
+    kept = [(pid, truncate_tokens(text, PASSAGE_TOKENS, tokenizer)) for pid, text in passages]
+    prompt_ids, answer_ids = _grounded_parts(tokenizer, turns, kept, answer)
+    while kept and len(prompt_ids) + len(answer_ids) > max_len:
+        overflow = len(prompt_ids) + len(answer_ids) - max_len
+        kept = kept[:-1] if len(kept) > 1 else _shortened(tokenizer, kept[0], overflow)
+        prompt_ids, answer_ids = _grounded_parts(tokenizer, turns, kept, answer)
     while len(prompt_ids) + len(answer_ids) > max_len and len(turns) > 1:
         turns = turns[1:]
         prompt_ids, answer_ids = chat_parts(tokenizer, turns, answer)
@@ -103,6 +115,26 @@ def encode_chat(
         prompt_ids = prompt_ids[len(prompt_ids) - keep_prompt :]
     labels = [IGNORE] * len(prompt_ids) + answer_ids
     return Encoded(tuple(prompt_ids + answer_ids), tuple(labels))
+
+
+def _grounded_parts(
+    tokenizer: PreTrainedTokenizerBase,
+    turns: Sequence[tuple[str, str]],
+    passages: Sequence[tuple[str, str]],
+    answer: str,
+) -> tuple[list[int], list[int]]:
+    lines = [passage_line(pid, text) for pid, text in passages]
+    return chat_parts(tokenizer, grounded_turns(turns, lines), answer)
+
+
+def _shortened(
+    tokenizer: PreTrainedTokenizerBase, passage: tuple[str, str], overflow: int
+) -> list[tuple[str, str]]:
+    """`passage` cut by at least `overflow` tokens, or nothing when no text would be left."""
+    pid, text = passage
+    size = len(_ids(tokenizer, text))
+    shorter = truncate_tokens(text, size - max(overflow, 1), tokenizer) if size > overflow else ""
+    return [(pid, shorter)] if shorter and shorter != text else []
 
 
 def encode_text(tokenizer: PreTrainedTokenizerBase, text: str, max_len: int) -> Encoded:
@@ -120,9 +152,13 @@ def encode_label(
 
 
 def encode_example(
-    task: TaskConfig, tokenizer: PreTrainedTokenizerBase, example: Example
+    task: TaskConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    example: Example,
+    passages: Mapping[str, str] = NO_PASSAGES,
 ) -> Encoded:
-    """The training encoding of an example of `task` (sft, text, or label by kind)."""
+    """The training encoding of an example of `task` (sft, text, or label by kind); chat
+    examples are grounded in those of their passages `passages` (id -> text) holds."""
     if task.kind == "classification":
         labels = list(task.labels or ())
         if example.kind != "label" or example.label not in labels:
@@ -134,10 +170,17 @@ def encode_example(
     if example.kind == "text":
         return encode_text(tokenizer, example.text, task.max_seq_len)
     if example.kind in ("sft", "preference"):  # a preference's chosen answer is a good answer
-        return encode_chat(tokenizer, example.prompt, example.text, task.max_seq_len)
+        grounding = passages_of(example, passages)
+        return encode_chat(tokenizer, example.prompt, example.text, task.max_seq_len, grounding)
     raise TrainingError(
         f"example {example.example_id!r} of kind {example.kind!r} cannot train {task.name!r}"
     )
+
+
+def passages_of(example: Example, texts: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(id, text) of the example's passages that `texts` holds, in the example's order (a
+    passage deleted since it was served is left out)."""
+    return [(pid, texts[pid]) for pid in example.passages if pid in texts]
 
 
 def collate(encoded: Sequence[Encoded], pad_id: int, *, attention_mask: bool = True) -> Batch:
@@ -179,13 +222,17 @@ def pad_id_of(tokenizer: PreTrainedTokenizerBase) -> int:
 
 
 def encode_pair(
-    tokenizer: PreTrainedTokenizerBase, example: Example, max_len: int
+    tokenizer: PreTrainedTokenizerBase,
+    example: Example,
+    max_len: int,
+    passages: Mapping[str, str] = NO_PASSAGES,
 ) -> tuple[Encoded, Encoded]:
     """(chosen, rejected) encodings of a preference example, each with answer-only labels."""
     if example.kind != "preference" or example.rejected is None:
         raise TrainingError(f"example {example.example_id!r} ({example.kind}) is no preference")
-    chosen = encode_chat(tokenizer, example.prompt, example.text, max_len)
-    rejected = encode_chat(tokenizer, example.prompt, example.rejected, max_len)
+    grounding = passages_of(example, passages)
+    chosen = encode_chat(tokenizer, example.prompt, example.text, max_len, grounding)
+    rejected = encode_chat(tokenizer, example.prompt, example.rejected, max_len, grounding)
     return chosen, rejected
 
 

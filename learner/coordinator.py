@@ -28,6 +28,7 @@ from learner.lock import TaskLock
 from learner.triggers import due
 from learner.watch import RatingStats, judge
 from lorafeed.adapter_store_errors import AdapterStoreError
+from lorafeed.knowledge_errors import KnowledgeError
 from lorafeed.publish import PublishError
 from schemas import Topic, encode
 from schemas.audit import AuditRecorded
@@ -89,7 +90,7 @@ class Coordinator:
         for task in self.tasks.values():
             try:
                 result = self._tick_task(task)
-            except (AdapterStoreError, redis.RedisError, OSError) as exc:
+            except (AdapterStoreError, KnowledgeError, redis.RedisError, OSError) as exc:
                 log.error("learner: task %s skipped this tick: %s", task.name, exc)
                 continue
             if result is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from learner.versions import DATA_DOMAINS_KEY, bump_kind, lineage_configs, next_
 from lorafeed import failpoints
 from lorafeed.adapter_store import AdapterStore
 from lorafeed.adapter_store_errors import ChampionChanged, PinnedTask
+from lorafeed.knowledge import record_id_of
 from lorafeed.task_models import base_model_sha256, resolve_base_model
 from schemas import Event, Topic, encode
 from schemas.manifest import AdapterManifest, GateDecision, Lineage
@@ -48,6 +49,9 @@ RECORDED, FINISHED = "recorded", "finished"  # a version's state in the pending 
 TRAINABLE = {"generation": {"sft", "text"}, "classification": {"label"}}
 
 Send = Callable[[Sequence[tuple[Topic, str, Event | bytes]]], None]
+# Passage texts by chunk pk (missing ones left out): chat examples train and are scored with the
+# passages they were served with.
+PassageLookup = Callable[[Sequence[str]], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class CycleContext:
     max_examples: int = 256
     eval_match: bool = False
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    passages: PassageLookup | None = None  # None: chat examples train without their passages
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,7 @@ def run_cycle(
     base_sha = base_model_sha256(base_dir)
     parent_dir = _continued_from(task, ctx, parent, base_sha)
     replay = _replay(task, ctx.pending, len(examples))
+    texts = _passage_texts(ctx, [*examples, *replay, *heldout])
     with tempfile.TemporaryDirectory(prefix=f"lorafeed-{task.name}-") as scratch:
         outcome = run_update(
             UpdateInputs(
@@ -115,6 +121,7 @@ def run_cycle(
                 replay=replay,
                 device=ctx.device,
                 dtype=ctx.dtype,
+                passages=texts,
             ),
             Path(scratch) / "candidate",
             hooks=hooks,
@@ -127,9 +134,9 @@ def run_cycle(
             {e.domain for e in examples},
             classification=task.kind == "classification",
         )
-        verdict, metrics = _judge(task, base_dir, outcome.files_dir, parent_dir, pools, ctx)
+        verdict, metrics = _judge(task, base_dir, outcome.files_dir, parent_dir, pools, ctx, texts)
         verdict = _respect_pin(task, ctx.store, verdict)
-        manifest = _write(task, ctx, parent, base_sha, outcome, batch, verdict, metrics)
+        manifest = _write(task, ctx, parent, base_sha, outcome, batch, verdict, metrics, texts)
     finish(task.name, manifest, ctx)
     return CycleResult(
         task.name,
@@ -188,6 +195,26 @@ def step_budget(task: TaskConfig) -> int:
     return max(1, slots // settings.epochs)
 
 
+def _records_of(examples: Sequence[Example], passages: Mapping[str, str]) -> set[str]:
+    """Records the examples came from, and those whose passages their prompts held (so
+    `lorafeed adapters affected RECORD_ID` finds a version grounded on a record too)."""
+    grounded = {record_id_of(pid) for e in examples for pid in e.passages if pid in passages}
+    return {e.record_id for e in examples if e.record_id} | grounded
+
+
+def _passage_texts(ctx: CycleContext, examples: Sequence[Example]) -> Mapping[str, str]:
+    """The texts of every passage `examples` were served with that the knowledge base still
+    holds (one lookup per update; a passage deleted since is simply left out)."""
+    wanted = sorted({pid for example in examples for pid in example.passages})
+    if ctx.passages is None or not wanted:
+        return {}
+    found = ctx.passages(wanted)
+    if len(found) < len(wanted):
+        log.info("%d of %d passages are no longer in the knowledge base", len(wanted) - len(found),
+                 len(wanted))  # fmt: skip
+    return found
+
+
 def _replay(task: TaskConfig, pending: PendingStore, new: int) -> list[Example]:
     ratio = task.replay.ratio
     wanted = int(round(new * ratio / (1.0 - ratio))) if ratio > 0 else 0
@@ -203,11 +230,12 @@ def _judge(
     champion: Path | None,
     pools: GatePools,
     ctx: CycleContext,
+    passages: Mapping[str, str],
 ) -> tuple[GateResult, dict[str, float]]:
     if not pools.target:
         reason = "rejected: no held-out examples yet, so no evidence of improvement"
         return GateResult(False, reason, {"target_n": 0.0}), {}
-    evaluator = Evaluator(task, base_dir, device=ctx.device)
+    evaluator = Evaluator(task, base_dir, device=ctx.device, passages=passages)
     new, old = evaluator.scores(candidate, pools.target), evaluator.scores(champion, pools.target)
     target = TargetMetric(
         new.metric,
@@ -281,6 +309,7 @@ def _write(
     batch: Sequence[tuple[Example, Any]],
     verdict: GateResult,
     metrics: dict[str, float],
+    passages: Mapping[str, str],
 ) -> AdapterManifest:
     examples = [example for example, _ref in batch]
     sources = sorted({e.domain for e in examples if e.record_id is not None})
@@ -300,7 +329,7 @@ def _write(
     lineage = Lineage(
         offsets=ctx.pending.offset_ranges([ref for _e, ref in batch]),
         request_ids=sorted({e.request_id for e in examples if e.request_id}),
-        record_ids=sorted({e.record_id for e in examples if e.record_id}),
+        record_ids=sorted(_records_of(examples, passages)),
         knowledge_sources=sorted(set(parent_sources) | set(sources)),
     )
     base_configs = lineage_configs(

@@ -56,9 +56,16 @@ class Evaluator:
     """Scores adapter directories (or the bare base, `None`) on examples of one task."""
 
     def __init__(
-        self, task: TaskConfig, base_dir: Path, *, device: str = "cpu", batch_size: int = 8
+        self,
+        task: TaskConfig,
+        base_dir: Path,
+        *,
+        device: str = "cpu",
+        batch_size: int = 8,
+        passages: Mapping[str, str] | None = None,
     ) -> None:
         self.task = task
+        self.passages = passages or {}  # chunk pk -> text: chat examples scored as served
         self.device = device
         self.batch_size = batch_size
         base, self.tokenizer = load_base(task, base_dir, device=device)
@@ -74,7 +81,10 @@ class Evaluator:
         (generation; `match` adds the mean token F1 of greedy answers, bounded length)."""
         if not examples:
             raise TrainingError(f"task {self.task.name!r}: nothing to evaluate (no examples)")
-        encoded = [encode_example(self.task, self.tokenizer, example) for example in examples]
+        encoded = [
+            encode_example(self.task, self.tokenizer, example, self.passages)
+            for example in examples
+        ]
         with self._using(adapter_dir) as model, torch.no_grad():
             if self.task.kind == "classification":
                 return self._classification(model, encoded)

@@ -25,6 +25,9 @@ class Example:
 
     `text` holds the kind's main string: the assistant answer (sft), the document (text), the
     input to classify (label), the chosen answer (preference) or the served bad answer (negative).
+    `passages` are the ids (knowledge chunk pks, best first) of the passages the answer was served
+    with: only ids are kept, the texts are fetched when the example is encoded, so a record
+    deleted upstream leaves no copy here.
     """
 
     example_id: str
@@ -38,6 +41,7 @@ class Example:
     request_id: str | None = None
     record_id: str | None = None
     agreement: float | None = None
+    passages: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.example_id:
@@ -57,6 +61,11 @@ class Example:
                 )
         if not self.text:
             raise InvalidExample(f"example {self.example_id!r} ({self.kind}): text is empty")
+        if not all(isinstance(p, str) and p for p in self.passages):
+            raise InvalidExample(
+                f"example {self.example_id!r}: passage ids must be non-empty strings, "
+                f"got {self.passages!r}"[:300]
+            )
         self._check_kind_fields()
         if self.agreement is not None and not 0.0 <= self.agreement <= 1.0:
             raise InvalidExample(
@@ -82,8 +91,12 @@ class Example:
             raise InvalidExample(f"{where}: prompt turns are required, got none")
 
     def to_json(self) -> str:
-        """Compact, key-sorted JSON (stable bytes for the same example)."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        """Compact, key-sorted JSON (stable bytes for the same example; no `passages` key when
+        there are none, the form stored before examples had passages)."""
+        fields = asdict(self)
+        if not self.passages:
+            del fields["passages"]
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Example:
@@ -96,7 +109,10 @@ class Example:
             raise InvalidExample(f"example JSON is a {type(raw).__name__}, expected an object")
         try:
             prompt = tuple((str(role), str(content)) for role, content in raw.pop("prompt", []))
-            return cls(prompt=prompt, **raw)
+            passages = raw.pop("passages", [])
+            if not isinstance(passages, list):
+                raise InvalidExample(f"example JSON passages is a {type(passages).__name__}")
+            return cls(prompt=prompt, passages=tuple(passages), **raw)
         except (TypeError, ValueError) as exc:
             raise InvalidExample(f"example JSON has bad fields: {exc}") from exc
 

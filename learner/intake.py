@@ -118,6 +118,7 @@ def _route_generation(event: FeedbackReceived) -> Routed:
             text=text,
             rejected=rejected,
             request_id=event.request_id,
+            passages=tuple(event.retrieved_passage_ids),
         )
 
     if event.kind == "correction":

@@ -37,6 +37,16 @@ class LearnerSettings(BaseSettings):
     eval_match: bool = Field(
         default=False, description="Also compute the greedy-answer match metric (slow on CPU)."
     )
+    grounding: bool = Field(
+        default=True,
+        description="Train and score chat examples with the passages they were served with, "
+        "read from the knowledge collection (Milvus); off: without them.",
+    )
+    collection: str = Field(
+        default="knowledge",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$",
+        description="Knowledge collection the passages are read from (serving's).",
+    )
     metrics_port: int | None = Field(
         default=None,
         ge=0,

@@ -11,8 +11,8 @@ import logging
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -80,6 +80,7 @@ class UpdateInputs:
     replay: Sequence[Example]
     device: str = "cpu"
     dtype: str = "float32"
+    passages: Mapping[str, str] = field(default_factory=dict)  # chunk pk -> text, for grounding
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def run_update(
     task, settings = inputs.task, inputs.task.training
     model, tokenizer, targets = _load(inputs)
     params = trainable_parameters(model)
-    encode = _Encoder(task, tokenizer, inputs.device)
+    encode = _Encoder(task, tokenizer, inputs.device, inputs.passages)
     plain = [e for e in inputs.train if e.kind != "preference"]
     plan = _plan(task, plain, [e for e in inputs.replay if e.kind != "preference"])
     ewc = _ewc_hook(task, inputs.champion_dir, params)
@@ -202,15 +203,24 @@ def _no_task_loss(model: nn.Module, batch: Batch) -> Tensor:
 class _Encoder:
     """Encodes each example once; turns planned steps into collated batches on the device."""
 
-    def __init__(self, task: TaskConfig, tokenizer: PreTrainedTokenizerBase, device: str) -> None:
+    def __init__(
+        self,
+        task: TaskConfig,
+        tokenizer: PreTrainedTokenizerBase,
+        device: str,
+        passages: Mapping[str, str],
+    ) -> None:
         self.task, self.tokenizer, self.device = task, tokenizer, device
+        self.passages = passages
         self.pad_id = pad_id_of(tokenizer)
         self.tokens = 0
         self._cache: dict[str, Encoded] = {}
 
     def encoded(self, example: Example) -> Encoded:
         if example.example_id not in self._cache:
-            self._cache[example.example_id] = encode_example(self.task, self.tokenizer, example)
+            self._cache[example.example_id] = encode_example(
+                self.task, self.tokenizer, example, self.passages
+            )
         return self._cache[example.example_id]
 
     def to_device(self, batch: Batch) -> Batch:
@@ -284,7 +294,7 @@ def _dpo_hook(task: TaskConfig, train: Sequence[Example], encode: _Encoder) -> D
     if task.training.preference_loss != "dpo" or not pairs:
         return None
     size = task.training.batch_size
-    encoded = [encode_pair(encode.tokenizer, e, task.max_seq_len) for e in pairs]
+    encoded = [encode_pair(encode.tokenizer, e, task.max_seq_len, encode.passages) for e in pairs]
     pair_batches = [
         encode.to_device(collate_pairs(encoded[start : start + size], encode.pad_id))
         for start in range(0, len(encoded), size)

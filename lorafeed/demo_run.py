@@ -19,8 +19,9 @@ from lorafeed.demo_knowledge import ingest_corpus
 from lorafeed.demo_learning import wait_rollout, wait_version
 from lorafeed.demo_plan import Question, Scenario, plan_questions
 from lorafeed.demo_results import DemoResults, EvalMatrix, FeedbackResult, VersionResult
-from lorafeed.demo_support import SupportTraffic, ask_questions, give_feedback, record_of
+from lorafeed.demo_support import SupportTraffic, ask_questions, give_feedback
 from lorafeed.demo_watch import TopicWatcher
+from lorafeed.knowledge import record_id_of
 from lorafeed.up_plan import LEARNER, SCORER_NODE_ID, UpPlan
 
 Step = Callable[[str, str], AbstractContextManager[None]]
@@ -64,12 +65,12 @@ class DemoRun:
                                 "answers the same evaluation slices"):
             matrices = self._evaluate(held)
         samples = tuple((q.text, " ".join(a.text.split())[:200],
-                         record_of(a.passage_ids[0]) if a.passage_ids else "-")
+                         record_id_of(a.passage_ids[0]) if a.passage_ids else "-")
                         for q, a in list(zip(asked, answers, strict=True))[:4])
         return DemoResults(
             scenario=s.name, wall_seconds=0.0, ingest=ingest, questions=len(answers),
             grounded=sum(1 for q, a in zip(asked, answers, strict=True)
-                         if {record_of(p) for p in a.passage_ids} & set(q.relevant)),
+                         if {record_id_of(p) for p in a.passage_ids} & set(q.relevant)),
             scored_http=sum(r.scored_http for r in rounds),
             streamed_scored=sum(r.scored_stream for r in rounds),
             feedback=_feedback(support, rounds), versions=tuple(self.versions),

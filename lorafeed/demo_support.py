@@ -13,6 +13,7 @@ from rich.table import Table
 
 from lorafeed.demo_client import AppClient, ChatAnswer, fan_out, round_robin
 from lorafeed.demo_plan import Question, Scenario, feedback_actions
+from lorafeed.knowledge import record_id_of
 
 
 @dataclass(frozen=True)
@@ -24,11 +25,6 @@ class SupportTraffic:
     downvotes: int
     refused: int
     feedback_request_ids: tuple[str, ...]
-
-
-def record_of(passage_id: str) -> str:
-    """The record id of a chunk primary key ("kb-42-000007#00001" -> "kb-42-000007")."""
-    return passage_id.split("#", 1)[0]
 
 
 def ask_questions(client: AppClient, questions: list[Question], scenario: Scenario,
@@ -50,7 +46,7 @@ def ask_questions(client: AppClient, questions: list[Question], scenario: Scenar
 
 
 def _grounded(question: Question, answer: ChatAnswer) -> bool:
-    return bool({record_of(p) for p in answer.passage_ids} & set(question.relevant))
+    return bool({record_id_of(p) for p in answer.passage_ids} & set(question.relevant))
 
 
 def _samples(questions: list[Question], answers: list[ChatAnswer]) -> Table:
@@ -61,7 +57,7 @@ def _samples(questions: list[Question], answers: list[ChatAnswer]) -> Table:
               for lang in ("en", "zh")]
     for i in (p for p in picked if p is not None):
         answer = answers[i]
-        cited = record_of(answer.passage_ids[0]) if answer.passage_ids else "-"
+        cited = record_id_of(answer.passage_ids[0]) if answer.passage_ids else "-"
         table.add_row(answer.node, questions[i].text, " ".join(answer.text.split())[:160], cited)
     return table
 

@@ -54,6 +54,11 @@ def chunk_pk(record_id: str, chunk_index: int) -> str:
     return f"{record_id}#{chunk_index:05d}"
 
 
+def record_id_of(pk: str) -> str:
+    """The record id of a chunk primary key (`chunk_pk`'s inverse: "kb-7#00001" -> "kb-7")."""
+    return pk.rsplit("#", 1)[0]
+
+
 @dataclass(frozen=True)
 class KnowledgeConfig:
     """Knobs of one knowledge collection.

@@ -124,6 +124,7 @@ class SecureWorld:
             LEARNER_GROUP_ID=f"learner-{self.serving.tag}",
             LEARNER_TORCH_THREADS="1",
             LEARNER_METRICS_PORT=str(self.ports["learner"]),
+            LEARNER_COLLECTION=self.collection,
             SERVING_RETRIEVAL="true",
             SERVING_COLLECTION=self.collection,
             SERVING_MAX_TOKENS_CAP="8",

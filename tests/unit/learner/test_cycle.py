@@ -5,6 +5,8 @@ trained on flipped labels; and recovery of a publication a crash interrupted."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -223,3 +225,36 @@ def test_a_new_label_set_starts_a_fresh_adapter_as_a_major_version(
     manifest = ctx.store.read_manifest("intent", "2.0.0")
     assert manifest.parent_version == "1.0.0" and manifest.configs["bump"] == "major"
     assert "ewc_penalty" not in manifest.metrics  # nothing of 1.0.0's weights to stay close to
+
+
+def test_chat_examples_train_with_their_passages_and_the_lineage_names_the_records(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    texts = {
+        "kb-ship#00000": "Parcels ship on Mondays and Thursdays from the Leipzig depot.",
+        "kb-ship#00001": "Express parcels ship the same day when ordered before noon.",
+    }
+    asked: list[list[str]] = []
+
+    def lookup(pks: Sequence[str]) -> dict[str, str]:
+        asked.append(list(pks))
+        return {pk: texts[pk] for pk in pks if pk in texts}
+
+    def grounded(n: int) -> Example:  # kb-gone was deleted upstream since it was served
+        return replace(_sft(n), passages=("kb-ship#00000", "kb-gone#00000", "kb-ship#00001"))
+
+    examples = [grounded(n) for n in range(24)]
+    task = GEN.model_copy(update={"max_seq_len": 256})  # 64 tokens leave the passages no room
+    tokens = {}
+    for name, passages in (("with", lookup), ("without", None)):
+        ctx = replace(make_ctx(tmp_path / name, models_dir, Sent()), passages=passages)
+        for n, example in enumerate(examples):
+            ctx.pending.add([example], 25, OffsetRef("feedback.events", 0, 100 + n))
+        result = run_cycle(task, ctx)
+        assert result is not None
+        manifest = ctx.store.verify("faq", result.version)
+        tokens[name] = manifest.configs["training"]["tokens"]  # type: ignore[index,call-overload]
+        records = manifest.lineage.record_ids
+        assert records == (["kb-ship"] if passages else []), records
+    assert asked == [["kb-gone#00000", "kb-ship#00000", "kb-ship#00001"]]  # once per update
+    assert tokens["with"] > tokens["without"]  # type: ignore[operator]

@@ -87,6 +87,18 @@ def test_correction_on_generation_gives_sft_and_preference() -> None:
     assert routed.rating is None
 
 
+def test_generation_examples_keep_the_ids_of_the_passages_they_were_served_with() -> None:
+    ids = ["kb-refund#00000", "kb-ship#00003"]
+    for event in (
+        feedback(kind="correction", correction="4", retrieved_passage_ids=ids),
+        feedback(rating=1, retrieved_passage_ids=ids),
+        feedback(rating=-1, retrieved_passage_ids=ids),
+    ):
+        examples = route_feedback(event, TASKS).examples
+        assert examples and all(e.passages == tuple(ids) for e in examples), examples
+    assert route_feedback(feedback(rating=1), TASKS).examples[0].passages == ()
+
+
 def test_correction_equal_to_the_output_gives_no_preference() -> None:
     routed = route_feedback(feedback(kind="correction", correction="5"), TASKS)
     assert [e.kind for e in routed.examples] == ["sft"]
