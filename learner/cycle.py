@@ -235,7 +235,7 @@ def _judge(
     if not pools.target:
         reason = "rejected: no held-out examples yet, so no evidence of improvement"
         return GateResult(False, reason, {"target_n": 0.0}), {}
-    evaluator = Evaluator(task, base_dir, device=ctx.device, passages=passages)
+    evaluator = Evaluator(task, base_dir, device=ctx.device, dtype=ctx.dtype, passages=passages)
     new, old = evaluator.scores(candidate, pools.target), evaluator.scores(champion, pools.target)
     target = TargetMetric(
         new.metric,

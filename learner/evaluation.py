@@ -26,7 +26,7 @@ from learner.batches import IGNORE, Encoded, collate, encode_example, encode_tex
 from learner.errors import TrainingError
 from learner.examples import Example
 from learner.losses import token_logprobs
-from lorafeed.task_models import load_base, open_adapter
+from lorafeed.task_models import load_base, open_adapter, torch_dtype
 
 if TYPE_CHECKING:
     from schemas.tasks import TaskConfig
@@ -63,12 +63,13 @@ class Evaluator:
         device: str = "cpu",
         batch_size: int = 8,
         passages: Mapping[str, str] | None = None,
+        dtype: str = "float32",
     ) -> None:
         self.task = task
         self.passages = passages or {}  # chunk pk -> text: chat examples scored as served
         self.device = device
         self.batch_size = batch_size
-        base, self.tokenizer = load_base(task, base_dir, device=device)
+        base, self.tokenizer = load_base(task, base_dir, device=device, dtype=torch_dtype(dtype))
         self.model: Any = base  # becomes a PeftModel once an adapter is attached
         self.pad_id = pad_id_of(self.tokenizer)
         self._loaded: OrderedDict[tuple[str, int], str] = OrderedDict()

@@ -32,7 +32,11 @@ class LearnerSettings(BaseSettings):
     )
     max_examples_per_update: int = Field(default=256, ge=1, le=1_000_000)
     device: str = Field(default="cpu", description="torch device for training and evaluation.")
-    dtype: str = Field(default="float32", pattern=r"^(float32|bfloat16|float16)$")
+    dtype: str = Field(
+        default="float32",
+        pattern=r"^(float32|bfloat16|float16)$",
+        description="dtype the base model loads in, for training and the gate.",
+    )
     torch_threads: int | None = Field(default=None, ge=1)
     eval_match: bool = Field(
         default=False, description="Also compute the greedy-answer match metric (slow on CPU)."

@@ -47,11 +47,13 @@ from learner.losses import loss_fn_for, train_loss_fn_for
 from learner.training import train_steps
 from lorafeed import failpoints
 from lorafeed.task_models import (
+    DTYPE_NAMES,
     load_base,
     new_adapter,
     open_adapter,
     resolved_targets,
     save_adapter,
+    torch_dtype,
 )
 
 if TYPE_CHECKING:
@@ -61,7 +63,6 @@ if TYPE_CHECKING:
     from schemas.tasks import TaskConfig
 
 EWC_STATE_NAME: Final = "ewc_state.safetensors"
-DTYPES: Final = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MID_TRAINING: Final = failpoints.declare(
     "learner.mid_training", "an update's optimizer step N done (hit N), nothing written yet"
 )
@@ -165,11 +166,11 @@ def run_update(
 
 def _load(inputs: UpdateInputs) -> tuple[PeftModel, PreTrainedTokenizerBase, list[str]]:
     """The trainable model (champion adapter, else a fresh seeded one), tokenizer, targets."""
-    if inputs.dtype not in DTYPES:
-        raise TrainingError(f"dtype {inputs.dtype!r} is not one of {sorted(DTYPES)}")
+    if inputs.dtype not in DTYPE_NAMES:
+        raise TrainingError(f"dtype {inputs.dtype!r} is not one of {list(DTYPE_NAMES)}")
     task = inputs.task
     base, tokenizer = load_base(
-        task, inputs.base_dir, device=inputs.device, dtype=DTYPES[inputs.dtype]
+        task, inputs.base_dir, device=inputs.device, dtype=torch_dtype(inputs.dtype)
     )
     targets = resolved_targets(task, base)
     return _start_model(task, base, inputs.champion_dir), tokenizer, targets

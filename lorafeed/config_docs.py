@@ -103,7 +103,6 @@ NOTES: Final[Mapping[tuple[str, str], str]] = {
     "default).",
     ("LearnerSettings", "max_examples_per_update"): "Most new examples one update trains on "
     "(also bounded by the task's steps x batch size); the rest wait for the next update.",
-    ("LearnerSettings", "dtype"): "torch dtype of training and evaluation.",
     ("LearnerSettings", "torch_threads"): "torch threads (unset: torch's default).",
     ("ServingSettings", "port"): "HTTP port (`lorafeed run serve --port` overrides it).",
     ("ServingSettings", "default_max_tokens"): "max_tokens of a chat request that gives none.",

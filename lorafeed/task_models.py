@@ -143,6 +143,18 @@ def _tree_sha256(root: Path, listing: tuple[tuple[str, int, int], ...]) -> str:
     return digest.hexdigest()
 
 
+DTYPE_NAMES: Final = ("float32", "bfloat16", "float16")
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype a `*_DTYPE` setting names (float32, bfloat16 or float16)."""
+    import torch
+
+    if name not in DTYPE_NAMES:
+        raise ModelError(f"dtype {name!r} is not one of {list(DTYPE_NAMES)}")
+    return getattr(torch, name)  # type: ignore[no-any-return]
+
+
 def load_base(
     task: TaskConfig, directory: Path, *, device: str = "cpu", dtype: torch.dtype | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

@@ -50,7 +50,9 @@ def load_engines(catalog: TaskCatalog, settings: ServingSettings) -> dict[str, T
     engines = {}
     for name, task in sorted(catalog.tasks.items()):
         base_dir = resolve_base_model(task.base_model, models_dir, catalog.base_models)
-        engines[name] = TaskEngine.load(task, base_dir, device=settings.device, config=config)
+        engines[name] = TaskEngine.load(
+            task, base_dir, device=settings.device, dtype=settings.dtype, config=config
+        )
         log.info("serving: task %s on %s (%s)", name, task.base_model, base_dir)
     return engines
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lorafeed.task_models import base_model_sha256, load_base, resolved_targets
+from lorafeed.task_models import base_model_sha256, load_base, resolved_targets, torch_dtype
 from schemas.tasks import TaskConfig
 from serving.adapter_slots import AdapterSlots, check_weights_file
 from serving.errors import EngineClosed, InvalidRequest, ServingError, WrongTaskKind
@@ -85,10 +85,12 @@ class TaskEngine:
         base_dir: Path,
         *,
         device: str = "cpu",
+        dtype: str = "float32",
         config: EngineConfig | None = None,
     ) -> TaskEngine:
-        """Load the task's base model from `base_dir` (blocking; call before serving)."""
-        model, tokenizer = load_base(task, base_dir, device=device)
+        """Load the task's base model from `base_dir` in `dtype` (blocking; call before
+        serving)."""
+        model, tokenizer = load_base(task, base_dir, device=device, dtype=torch_dtype(dtype))
         return cls(task, model, tokenizer, base_sha256=base_model_sha256(base_dir), config=config)
 
     @property

@@ -140,6 +140,11 @@ class ServingSettings(BaseSettings):
         description="Consumer group of the streaming scorer (`lorafeed run scorer`).",
     )
     device: str = Field(default="cpu", description="torch device of the task models.")
+    dtype: str = Field(
+        default="float32", pattern=r"^(float32|bfloat16|float16)$",
+        description="dtype the base models load in: bfloat16 halves a large model's memory "
+        "(adapters apply on top; scores are computed in float32).",
+    )
     torch_threads: int | None = Field(default=None, ge=1)
 
     @field_validator("api_keys")

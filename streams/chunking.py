@@ -143,17 +143,32 @@ def _units(
             units[-1] = _Unit(last.start, max(last.end, end), last.tokens + 1)
         else:
             units.append(_Unit(start, end, 1))
-    if not units:  # nothing the tokenizer keeps (e.g. only control characters)
-        stripped = text.strip()
-        first = text.index(stripped[0])
-        units = [_Unit(first, first + len(stripped), 0)]
     pieces: list[_Unit] = []
-    for unit in units:
+    for unit in _with_dropped_text(text, units):
         if unit.end - unit.start <= max_chars:
             pieces.append(unit)
         else:
             pieces.extend(_split_giant(text, unit, max_chars, budget, count))
     return pieces
+
+
+def _with_dropped_text(text: str, units: list[_Unit]) -> list[_Unit]:
+    """`units` plus, as units of no tokens, the non-space text the tokenizer dropped before,
+    between and after them (control characters, combining marks its normalizer strips): every
+    character then belongs to a unit, so `max_chars` can cut it (a 1000-mark "Z" glued to one
+    token made a 1001-character chunk)."""
+    covered: list[_Unit] = []
+    position = 0
+    for unit in [*units, None]:
+        gap_end = len(text) if unit is None else unit.start
+        gap = text[position:gap_end]
+        if gap.strip():
+            start = position + len(gap) - len(gap.lstrip())
+            covered.append(_Unit(start, position + len(gap.rstrip()), 0))
+        if unit is not None:
+            covered.append(unit)
+            position = unit.end
+    return covered
 
 
 def _split_giant(

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import pytest
 import torch
 
+from lorafeed.models import ModelError
 from lorafeed.task_models import load_base, open_adapter
 from schemas.tasks import TaskConfig
 from serving.adapter_slots import AdapterSlots, check_weights_file
@@ -263,3 +264,32 @@ def test_unload_and_reload_keep_every_version_exact(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no peft warning about deleting the active adapter
         run(main)
+
+
+def test_a_bfloat16_engine_scores_and_generates_with_adapters(
+    base_dir: Path, cls_files: dict[str, Path], gen_files: dict[str, Path]
+) -> None:
+    classification = TaskEngine.load(CLS, base_dir, dtype="bfloat16")
+    generation = TaskEngine.load(GEN, base_dir, dtype="bfloat16")
+    assert {p.dtype for p in classification._model.parameters()} >= {torch.bfloat16}
+
+    async def main() -> tuple[list[Any], str]:
+        await classification.load_adapter_aside("1.0.1", cls_files["1.0.1"])
+        await classification.smoke_check("1.0.1")
+        scored = await classification.score(TEXTS, "1.0.1")
+        await generation.load_adapter_aside("1.0.1", gen_files["1.0.1"])
+        await generation.smoke_check("1.0.1")
+        answer = await generation.generate([5, 6, 7], max_tokens=6, version="1.0.1").complete()
+        await classification.close()
+        await generation.close()
+        return scored, answer.text
+
+    scored, text = run(main)
+    references = reference_probabilities(CLS, base_dir, cls_files["1.0.1"], TEXTS)
+    for expected, result in zip(references, scored, strict=True):
+        assert result.version == "1.0.1"
+        assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-6)  # float32 sums
+        assert list(result.probabilities.values()) == pytest.approx(expected, abs=0.05)
+    assert isinstance(text, str)
+    with pytest.raises(ModelError, match="dtype .float8. is not one of"):
+        TaskEngine.load(CLS, base_dir, dtype="float8")

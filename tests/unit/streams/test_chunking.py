@@ -134,6 +134,20 @@ def test_a_single_huge_word_is_split_within_limits(tokenizer: Tok, word: str) ->
     assert all(len(c.text) <= CONFIG.max_chars for c in chunks)
 
 
+@pytest.mark.parametrize("text", [
+    "Z" + "\u0336\u0334\u0337\u0338\u0335" * 200,  # marks the normalizer strips, after a token
+    "\u0301" * 500 + " refund " + "\u0301" * 500,  # before and after one
+    "\x00\x01" * 400,  # nothing the tokenizer keeps
+], ids=["zalgo tail", "marks around a word", "control characters only"])
+def test_text_the_tokenizer_drops_still_respects_max_chars(tokenizer: Tok, text: str) -> None:
+    config = ChunkConfig(max_tokens=32, overlap_tokens=8, max_chars=200)
+    chunks = chunk_text(text, tokenizer, config)
+    assert chunks and all(len(c.text) <= 200 for c in chunks)
+    assert all(text[c.start_char : c.end_char] == c.text for c in chunks)
+    covered = {n for c in chunks for n in range(c.start_char, c.end_char)}
+    assert covered >= {n for n, char in enumerate(text) if not char.isspace()}  # nothing lost
+
+
 def test_chunking_is_deterministic(tokenizer: Tok) -> None:
     text = _english(12, seed=9) + "\n" + _chinese(30)
     assert chunk_text(text, tokenizer, CONFIG) == chunk_text(text, tokenizer, CONFIG)
