@@ -117,15 +117,23 @@ class TaskEngine:
     # --- requests --------------------------------------------------------------------------
 
     async def score(self, texts: Sequence[str], version: str | None) -> list[ScoreResult]:
-        """Label probabilities of each text under `version` (None: the base model)."""
-        self._require("classification", "scoring")
-        if not texts:
-            raise InvalidRequest("texts is empty; give at least one text to score")
-        results = await asyncio.gather(*(self._batcher.submit((t, version)) for t in texts))
+        """Label probabilities of each text under `version` (None: the base model); the first
+        text that cannot be scored raises its error."""
+        results = await self.score_each(texts, version)
         for result in results:
             if isinstance(result, ServingError):
                 raise result
         return [r for r in results if isinstance(r, ScoreResult)]
+
+    async def score_each(
+        self, texts: Sequence[str], version: str | None
+    ) -> list[ScoreResult | ServingError]:
+        """`score`, with each text's own outcome: a result, or the error that text alone got
+        (e.g. `InvalidRequest` for a text the tokenizer turns into no tokens at all)."""
+        self._require("classification", "scoring")
+        if not texts:
+            raise InvalidRequest("texts is empty; give at least one text to score")
+        return list(await asyncio.gather(*(self._batcher.submit((t, version)) for t in texts)))
 
     def generate(
         self,
@@ -214,19 +222,32 @@ class TaskEngine:
                 for index in indices:
                     results[index] = exc
                 continue
-            batch = self._owner_tokenizer(
-                [items[i][0] for i in indices],
-                padding=True,
-                truncation=True,
-                max_length=self.task.max_seq_len,
-                return_tensors="pt",
-            )
+            batch = self._tokenize([items[i][0] for i in indices])
+            lengths = batch["attention_mask"].sum(-1).tolist()  # (texts,)
+            empty = [i for i, n in zip(indices, lengths, strict=True) if n == 0]
+            if empty:  # a row of padding only: no forward can score it (an all-empty batch fails)
+                for index in empty:
+                    results[index] = InvalidRequest("the text gives the model no tokens to read")
+                indices = [i for i in indices if i not in empty]
+                if not indices:
+                    continue
+                batch = self._tokenize([items[i][0] for i in indices])
             with torch.inference_mode():
                 logits = self._model(**batch).logits  # (texts, labels)
             probabilities = torch.softmax(logits.float(), dim=-1).tolist()
             for index, row in zip(indices, probabilities, strict=True):
                 results[index] = self._result(labels, row, version)
         return [r for r in results if r is not None]
+
+    def _tokenize(self, texts: list[str]) -> Any:
+        return self._owner_tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.task.max_seq_len,
+            return_tensors="pt",
+            return_attention_mask=True,
+        )
 
     def _result(self, labels: list[str], row: list[float], version: str | None) -> ScoreResult:
         ranked = sorted(row, reverse=True)

@@ -28,6 +28,7 @@ from schemas.errors import SchemaError
 from schemas.model_events import ModelEventBase
 from schemas.transactions import TransactionReceived, TransactionScored
 from serving.contexts import ContextStore, ServedContext
+from serving.errors import InvalidRequest, ServingError
 from serving.publisher import EventPublisher, PublishError
 from serving.registry import AdapterRegistry
 from serving.requests import score_text
@@ -98,7 +99,7 @@ class ScoringWorker:
 
     async def handle(self, messages: Sequence[Message]) -> None:
         """Score, publish and remember one batch (raises if the broker or Redis fail)."""
-        by_task: dict[str, list[TransactionReceived]] = {}
+        by_task: dict[str, list[tuple[TransactionReceived, Message]]] = {}
         known = sorted(self.registry.tasks)
         sends: list[asyncio.Future[None] | asyncio.Task[None]] = []
         for msg in messages:
@@ -119,28 +120,40 @@ class ScoringWorker:
                     )
                 )
                 continue
-            by_task.setdefault(event.task, []).append(event)
-        for task, events in by_task.items():
+            if not score_text(event.text, event.fields).strip():
+                detail = "nothing to score: the text is blank and the fields are empty"
+                dead = self._dead(msg, DeadLetterReason.INVALID_FIELD, detail)
+                sends.append(asyncio.ensure_future(dead))
+                continue
+            by_task.setdefault(event.task, []).append((event, msg))
+        for task, pairs in by_task.items():
             sends.extend(
-                asyncio.ensure_future(self._publish(p)) for p in await self._scores(task, events)
+                asyncio.ensure_future(self._publish(p)) for p in await self._scores(task, pairs)
             )
         await asyncio.gather(*sends)
 
-    async def _scores(self, task: str, events: list[TransactionReceived]) -> list[bytes]:
-        keys = [f"{self.key_prefix}{event.event_id}" for event in events]
+    async def _scores(
+        self, task: str, pairs: list[tuple[TransactionReceived, Message]]
+    ) -> list[bytes]:
+        keys = [f"{self.key_prefix}{event.event_id}" for event, _msg in pairs]
         known = await self.redis.mget(keys)
-        fresh = [e for e, value in zip(events, known, strict=True) if value is None]
+        fresh = [pair for pair, value in zip(pairs, known, strict=True) if value is None]
         payloads = [_as_bytes(v) for v in known if v is not None]
         self.replayed += len(payloads)
         if not fresh:
             return payloads
-        texts = [score_text(e.text, e.fields) for e in fresh]
+        texts = [score_text(e.text, e.fields) for e, _msg in fresh]
         horizon = self.registry.tasks[task].label_horizon_days * DAY_S
         async with self.registry.lease(task) as lease:
-            results = await lease.engine.score(texts, lease.version)
+            results = await lease.engine.score_each(texts, lease.version)
             version = lease.version
         now = self.clock()
-        for event, text, result in zip(fresh, texts, results, strict=True):
+        for (event, msg), text, result in zip(fresh, texts, results, strict=True):
+            if isinstance(result, InvalidRequest):  # this transaction alone cannot be scored
+                await self._dead(msg, DeadLetterReason.INVALID_FIELD, str(result))
+                continue
+            if isinstance(result, ServingError):
+                raise result
             scored = TransactionScored(
                 schema_version=1,
                 event_id=event.event_id,

@@ -284,7 +284,8 @@ def test_hostile_transactions_are_scored_or_dead_lettered_with_a_reason(
     for index, task in enumerate(BAD_TASKS[:6]):
         add(f"bad-task-{index}", _transaction(f"{tag}-bt-{index}", task=task), "invalid_field")
     add("oversized", _transaction(f"{tag}-big", text=big_text(MB + 10)), "too_large")
-    add("empty-fields", _transaction(f"{tag}-empty", fields={}, text=None))
+    add("empty-fields", _transaction(f"{tag}-empty", fields={}, text=None), "invalid_field")
+    add("blank", _transaction(f"{tag}-blank", fields={}, text=" \n\t "), "invalid_field")
     positions = world.produce(Topic.TRANSACTIONS_RAW, [(p.key, p.value) for p in out])
     keys = {p.key for p in out}
     event_ids = {json.loads(p.value)["event_id"]: p.key for p in out if _is_json(p.value)}

@@ -293,3 +293,23 @@ def test_a_bfloat16_engine_scores_and_generates_with_adapters(
     assert isinstance(text, str)
     with pytest.raises(ModelError, match="dtype .float8. is not one of"):
         TaskEngine.load(CLS, base_dir, dtype="float8")
+
+
+def test_a_text_with_no_tokens_is_refused_alone_and_never_crashes_the_batch(
+    base_dir: Path,
+) -> None:
+    engine = TaskEngine.load(CLS, base_dir)  # the tiny tokenizer adds no special tokens
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        mixed = await engine.score_each(["", "where is my parcel", ""], None)
+        alone = await engine.score_each([""], None)  # the forward of an all-empty batch fails
+        with pytest.raises(InvalidRequest, match="no tokens"):
+            await engine.score([""], None)
+        await engine.close()
+        return mixed, alone
+
+    mixed, alone = run(main)
+    assert [type(r).__name__ for r in mixed] == ["InvalidRequest", "ScoreResult", "InvalidRequest"]
+    assert isinstance(alone[0], InvalidRequest) and "no tokens" in str(alone[0])
+    reference = reference_probabilities(CLS, base_dir, None, ["where is my parcel"])[0]
+    assert list(mixed[1].probabilities.values()) == pytest.approx(reference, abs=1e-5)
