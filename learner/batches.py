@@ -19,7 +19,13 @@ import torch
 from learner.errors import TrainingError
 from learner.ewc import Batch
 from learner.examples import Example
-from lorafeed.grounding import PASSAGE_TOKENS, grounded_turns, passage_line, truncate_tokens
+from lorafeed.grounding import (
+    PASSAGE_TOKENS,
+    grounded_turns,
+    passage_line,
+    shortened,
+    truncate_tokens,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -130,11 +136,9 @@ def _grounded_parts(
 def _shortened(
     tokenizer: PreTrainedTokenizerBase, passage: tuple[str, str], overflow: int
 ) -> list[tuple[str, str]]:
-    """`passage` cut by at least `overflow` tokens, or nothing when no text would be left."""
     pid, text = passage
-    size = len(_ids(tokenizer, text))
-    shorter = truncate_tokens(text, size - max(overflow, 1), tokenizer) if size > overflow else ""
-    return [(pid, shorter)] if shorter and shorter != text else []
+    shorter = shortened(text, overflow, tokenizer)
+    return [(pid, shorter)] if shorter else []
 
 
 def encode_text(tokenizer: PreTrainedTokenizerBase, text: str, max_len: int) -> Encoded:

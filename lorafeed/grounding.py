@@ -59,3 +59,14 @@ def truncate_tokens(text: str, limit: int, tokenizer: PreTrainedTokenizerBase) -
     if not isinstance(cut, str):
         raise GroundingError(f"the tokenizer decoded {type(cut).__name__}, not text")
     return cut.rstrip("\ufffd")  # a cut inside a multi-byte character decodes to U+FFFD
+
+
+def shortened(text: str, overflow: int, tokenizer: PreTrainedTokenizerBase) -> str:
+    """`text` cut by at least `overflow` tokens (markers counted as plain text), or "" when
+    nothing, or nothing shorter, would be left."""
+    ids = tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    limit = len(ids) - max(overflow, 1)
+    if limit <= 0:
+        return ""
+    shorter = truncate_tokens(text, limit, tokenizer)
+    return shorter if shorter != text else ""

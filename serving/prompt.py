@@ -15,7 +15,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lorafeed.grounding import PASSAGE_TOKENS, grounded_turns, passage_line, truncate_tokens
+from lorafeed.grounding import (
+    PASSAGE_TOKENS,
+    grounded_turns,
+    passage_line,
+    shortened,
+    truncate_tokens,
+)
 
 if TYPE_CHECKING:
     from transformers.tokenization_utils_base import PreTrainedTokenizerBase
@@ -26,6 +32,7 @@ ROLES = frozenset({"system", "user", "assistant"})
 # Inserted after the first character of a marker: invisible, and it breaks the exact match the
 # tokenizer needs to emit the marker's id.
 _JOINER = "\u200d"
+
 
 class PromptError(ValueError):
     """Base error of the prompt builder."""
@@ -145,14 +152,8 @@ def _shorten(
     passage: Passage, overflow: int, tokenizer: PreTrainedTokenizerBase
 ) -> list[Passage]:
     """``passage`` cut by at least ``overflow`` tokens, or nothing when no text would be left."""
-    ids = tokenizer(passage.text, add_special_tokens=False, split_special_tokens=True)[
-        "input_ids"
-    ]
-    limit = len(ids) - max(overflow, 1)
-    if limit <= 0:
-        return []
-    shorter = truncate_tokens(passage.text, limit, tokenizer)
-    return [Passage(passage.id, shorter)] if shorter and shorter != passage.text else []
+    shorter = shortened(passage.text, overflow, tokenizer)
+    return [Passage(passage.id, shorter)] if shorter else []
 
 
 def _check_messages(messages: Sequence[Mapping[str, str]]) -> None:

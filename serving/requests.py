@@ -34,6 +34,11 @@ def render_fields(fields: JsonObject) -> str:
     return "\n".join(f"{render_value(key)}: {render_value(fields[key])}" for key in sorted(fields))
 
 
+def has_input(text: str | None, fields: JsonObject | None) -> bool:
+    """Whether there is something to score: a non-blank text, non-empty fields, or both."""
+    return bool(text and text.strip()) or bool(fields)
+
+
 def score_text(text: str | None, fields: JsonObject | None) -> str:
     """What the classifier reads: rendered fields, then the free text after a blank line."""
     parts = [render_fields(fields)] if fields else []
@@ -51,7 +56,7 @@ class ScoreRequest(_Strict):
 
     @model_validator(mode="after")
     def _has_input(self) -> Self:
-        if not (self.text and self.text.strip()) and not self.fields:
+        if not has_input(self.text, self.fields):
             raise ValueError("send a non-blank text, non-empty fields, or both")
         return self
 

@@ -31,7 +31,7 @@ from serving.contexts import ContextStore, ServedContext
 from serving.errors import InvalidRequest, ServingError
 from serving.publisher import EventPublisher, PublishError
 from serving.registry import AdapterRegistry
-from serving.requests import score_text
+from serving.requests import has_input, score_text
 
 log = logging.getLogger(__name__)
 DAY_S = 86_400
@@ -120,7 +120,7 @@ class ScoringWorker:
                     )
                 )
                 continue
-            if not score_text(event.text, event.fields).strip():
+            if not has_input(event.text, event.fields):
                 detail = "nothing to score: the text is blank and the fields are empty"
                 dead = self._dead(msg, DeadLetterReason.INVALID_FIELD, detail)
                 sends.append(asyncio.ensure_future(dead))
